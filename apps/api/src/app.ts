@@ -1,0 +1,93 @@
+import { randomUUID } from 'node:crypto';
+import express, { type Express } from 'express';
+import { pinoHttp } from 'pino-http';
+import type { Pool } from 'pg';
+import {
+  KeySchema,
+  PackageStore,
+  RedisBuffer,
+  ResultCache,
+  type Config,
+  type Logger,
+  type RedisClient,
+} from '@safepkg/core';
+import { adminAuth } from './admin-auth';
+import { CheckService } from './check-service';
+import { errorHandler, notFound } from './http-errors';
+import { ApiMetrics } from './metrics';
+import { adminRouter } from './routes/admin';
+import { healthRouter } from './routes/health';
+import { packagesRouter } from './routes/packages';
+
+export interface AppDeps {
+  config: Config;
+  pool: Pool;
+  redis: RedisClient;
+  logger: Logger;
+  metrics?: ApiMetrics;
+  requestFlush?: () => Promise<void>;
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
+
+/** Builds the Express app from its dependencies; no I/O, no listening. */
+export function createApp(deps: AppDeps): Express {
+  const { config, pool, redis, logger } = deps;
+  const metrics = deps.metrics ?? new ApiMetrics();
+  const keys = new KeySchema(config.keyPrefix);
+  const buffer = new RedisBuffer(redis, keys, config.bufferPartitions, config.maxBufferDepth);
+  const checks = new CheckService({
+    cache: new ResultCache(redis, keys, config.cacheTtlS),
+    store: new PackageStore(pool),
+    buffer,
+    writeMode: config.writeMode,
+    metrics,
+    logger,
+  });
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.set('query parser', 'simple');
+
+  app.use(
+    pinoHttp({
+      logger,
+      genReqId: (req, res) => {
+        const given = req.headers['x-request-id'];
+        const id = typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+        res.setHeader('X-Request-Id', id);
+        return id;
+      },
+      customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'info'),
+      autoLogging: { ignore: (req) => req.url === '/healthz' || req.url === '/readyz' || req.url === '/metrics' },
+    }),
+  );
+  app.use((req, res, next) => {
+    const end = metrics.httpDuration.startTimer({ method: req.method });
+    res.on('finish', () => {
+      const route = req.route ? `${req.baseUrl}${String(req.route.path)}` : 'unmatched';
+      end({ route, code: String(res.statusCode) });
+    });
+    next();
+  });
+  app.use(express.json({ limit: '1mb', strict: true, type: 'application/json' }));
+
+  app.use(healthRouter({ pool, redis, registry: metrics.registry }));
+  app.use(packagesRouter(checks));
+  app.use(
+    '/v1/admin',
+    adminAuth(config.adminToken),
+  );
+  app.use(
+    adminRouter({
+      buffer,
+      redis,
+      flusherStatusKey: keys.flusherStatus(),
+      requestFlush: deps.requestFlush ?? (() => Promise.resolve()),
+    }),
+  );
+  app.use(notFound);
+  app.use(errorHandler(config.retryAfterS));
+  return app;
+}

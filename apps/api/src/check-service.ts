@@ -1,0 +1,212 @@
+import {
+  BufferFullError,
+  packageKey,
+  statusOf,
+  UnavailableError,
+  type CachedStatus,
+  type Logger,
+  type PackageRef,
+  type PackageStore,
+  type RedisBuffer,
+  type ResultCache,
+  type StoredPackage,
+  type WriteMode,
+} from '@safepkg/core';
+import type { ApiMetrics } from './metrics';
+
+export type Status = 'safe' | 'malicious' | 'suspicious' | 'unknown';
+
+export interface PackageResult extends PackageRef {
+  status: Status;
+  threatIndex: number | null;
+  source: 'manual' | 'model' | null;
+  /** In PostgreSQL. */
+  known: boolean;
+  /** In the buffer, not yet flushed. */
+  pending: boolean;
+  firstSeenAt: string | null;
+}
+
+export interface CheckAnswer {
+  results: PackageResult[];
+  degraded: boolean;
+}
+
+export interface CheckDeps {
+  cache: ResultCache;
+  store: PackageStore;
+  buffer: RedisBuffer;
+  writeMode: WriteMode;
+  metrics: ApiMetrics;
+  logger: Logger;
+}
+
+function fromStatus(ref: PackageRef, s: CachedStatus): PackageResult {
+  return {
+    name: ref.name,
+    versionCode: ref.versionCode,
+    signature: ref.signature,
+    status: s.verdict ?? 'unknown',
+    threatIndex: s.threatIndex,
+    source: s.source,
+    known: true,
+    pending: false,
+    firstSeenAt: new Date(s.firstSeenAt).toISOString(),
+  };
+}
+
+function unknownResult(ref: PackageRef, pending: boolean): PackageResult {
+  return { name: ref.name, versionCode: ref.versionCode, signature: ref.signature, status: 'unknown', threatIndex: null, source: null, known: false, pending, firstSeenAt: null };
+}
+
+/**
+ * The check path: cache (MGET) → one PostgreSQL query for the misses → rev-guarded
+ * cache fill → buffer the packages unknown everywhere. It never writes PostgreSQL in
+ * buffered mode unless Redis is down, and it degrades instead of failing while either
+ * Redis or PostgreSQL still answers.
+ */
+export class CheckService {
+  constructor(private readonly deps: CheckDeps) {}
+
+  async check(refs: readonly PackageRef[], now = Date.now()): Promise<CheckAnswer> {
+    const { cache, metrics } = this.deps;
+    const unique = new Map<string, PackageRef>();
+    for (const r of refs) unique.set(packageKey(r), r);
+    const keys = [...unique.keys()];
+    const answers = new Map<string, PackageResult>();
+
+    let redisUp = true;
+    let cached = new Map<string, CachedStatus>();
+    try {
+      cached = await cache.getMany(keys);
+    } catch (err) {
+      redisUp = false;
+      this.degrade('redis', err);
+    }
+    for (const [k, s] of cached) answers.set(k, fromStatus(unique.get(k) as PackageRef, s));
+    metrics.cache.inc({ result: 'hit' }, cached.size);
+    metrics.cache.inc({ result: 'miss' }, keys.length - cached.size);
+
+    const misses = keys.filter((k) => !cached.has(k));
+    let postgresUp = true;
+    let stored = new Map<string, StoredPackage>();
+    if (misses.length > 0) {
+      try {
+        stored = await this.deps.store.lookupMany(misses.map((k) => unique.get(k) as PackageRef));
+      } catch (err) {
+        postgresUp = false;
+        this.degrade('postgres', err);
+      }
+    }
+    if (!redisUp && !postgresUp) throw new UnavailableError('neither Redis nor PostgreSQL is answering');
+    let degraded = !redisUp || !postgresUp;
+
+    for (const [k, p] of stored) answers.set(k, fromStatus(p, statusOf(p)));
+    const fill = redisUp ? this.fillCache(stored) : Promise.resolve();
+
+    const unknown = misses.filter((k) => !stored.has(k)).map((k) => unique.get(k) as PackageRef);
+    if (unknown.length > 0) {
+      const direct = this.deps.writeMode === 'direct' && postgresUp;
+      if (direct || !redisUp) {
+        await this.writeDirect(unknown, now, answers);
+      } else {
+        try {
+          await this.bufferUnknown(unknown, now, answers);
+        } catch (err) {
+          if (err instanceof BufferFullError || !postgresUp) throw this.unavailable(err);
+          // Redis failed between the cache read and the buffer write: PostgreSQL still takes it.
+          this.degrade('redis', err);
+          degraded = true;
+          await this.writeDirect(unknown, now, answers);
+        }
+      }
+    }
+    await fill;
+
+    const results = refs.map((r) => answers.get(packageKey(r)) as PackageResult);
+    for (const r of results) metrics.packages.inc({ status: r.status });
+    metrics.checks.inc({ outcome: degraded ? 'degraded' : 'ok' });
+    return { results, degraded };
+  }
+
+  /** Read-only lookup of one package: never buffers. Null when neither stored nor pending. */
+  async get(ref: PackageRef): Promise<{ result: PackageResult; degraded: boolean } | null> {
+    const key = packageKey(ref);
+    let redisUp = true;
+    try {
+      const hit = (await this.deps.cache.getMany([key])).get(key);
+      if (hit) return { result: fromStatus(ref, hit), degraded: false };
+    } catch (err) {
+      redisUp = false;
+      this.degrade('redis', err);
+    }
+    let postgresUp = true;
+    try {
+      const row = (await this.deps.store.lookupMany([ref])).get(key);
+      if (row) {
+        if (redisUp) await this.fillCache(new Map([[key, row]]));
+        return { result: fromStatus(ref, statusOf(row)), degraded: !redisUp };
+      }
+    } catch (err) {
+      postgresUp = false;
+      this.degrade('postgres', err);
+    }
+    if (!redisUp && !postgresUp) throw new UnavailableError('neither Redis nor PostgreSQL is answering');
+    if (!redisUp) return null;
+    const [pending] = await this.deps.buffer.isPending([key]);
+    return pending ? { result: unknownResult(ref, true), degraded: !postgresUp } : null;
+  }
+
+  private async bufferUnknown(unknown: PackageRef[], now: number, answers: Map<string, PackageResult>) {
+    const { buffer, metrics } = this.deps;
+    let already: boolean[];
+    try {
+      already = await buffer.add(unknown.map((ref) => ({ key: packageKey(ref), payload: { t: now } })));
+    } catch (err) {
+      if (err instanceof BufferFullError) metrics.bufferAdds.inc({ result: 'buffer_full' }, unknown.length);
+      throw err;
+    }
+    let fresh = 0;
+    unknown.forEach((ref, i) => {
+      if (!already[i]) fresh++;
+      answers.set(packageKey(ref), unknownResult(ref, true));
+    });
+    metrics.bufferAdds.inc({ result: 'new' }, fresh);
+    metrics.bufferAdds.inc({ result: 'already_pending' }, unknown.length - fresh);
+  }
+
+  private async writeDirect(unknown: PackageRef[], now: number, answers: Map<string, PackageResult>) {
+    const firstSeenAt = new Date(now);
+    let rows: Map<string, StoredPackage>;
+    try {
+      rows = await this.deps.store.insertDirect(unknown.map((ref) => ({ ref, firstSeenAt })));
+    } catch (err) {
+      throw this.unavailable(err);
+    }
+    this.deps.metrics.directWrites.inc(unknown.length);
+    for (const ref of unknown) {
+      const row = rows.get(packageKey(ref));
+      answers.set(packageKey(ref), row ? fromStatus(ref, statusOf(row)) : unknownResult(ref, false));
+    }
+  }
+
+  private async fillCache(stored: Map<string, StoredPackage>): Promise<void> {
+    if (stored.size === 0) return;
+    try {
+      await this.deps.cache.fill([...stored].map(([key, p]) => ({ key, status: statusOf(p) })));
+    } catch (err) {
+      // A failed fill only costs a later cache miss.
+      this.deps.logger.warn({ err }, 'cache fill failed');
+    }
+  }
+
+  private degrade(dependency: 'redis' | 'postgres', err: unknown) {
+    this.deps.metrics.degraded.inc({ dependency });
+    this.deps.logger.warn({ err, dependency }, 'dependency failed; answering degraded');
+  }
+
+  private unavailable(err: unknown): Error {
+    if (err instanceof BufferFullError || err instanceof UnavailableError) return err;
+    return new UnavailableError('cannot record unknown packages right now', { cause: err });
+  }
+}

@@ -1,0 +1,52 @@
+import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client';
+
+/** The API's Prometheus metrics, on a registry of its own (no global state). */
+export class ApiMetrics {
+  readonly registry = new Registry();
+  readonly checks = new Counter({
+    name: 'safepkg_checks_total',
+    help: 'Check requests answered, by outcome',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly packages = new Counter({
+    name: 'safepkg_checked_packages_total',
+    help: 'Packages answered by check, by status',
+    labelNames: ['status'] as const,
+    registers: [this.registry],
+  });
+  readonly cache = new Counter({
+    name: 'safepkg_cache_lookups_total',
+    help: 'Result cache lookups, by result',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly bufferAdds = new Counter({
+    name: 'safepkg_buffer_adds_total',
+    help: 'Unknown packages sent to the buffer, by result (new, already_pending, buffer_full)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly directWrites = new Counter({
+    name: 'safepkg_direct_writes_total',
+    help: 'Unknown packages written straight to PostgreSQL (WRITE_MODE=direct or Redis down)',
+    registers: [this.registry],
+  });
+  readonly degraded = new Counter({
+    name: 'safepkg_degraded_answers_total',
+    help: 'Answers given with degraded: true, by failed dependency',
+    labelNames: ['dependency'] as const,
+    registers: [this.registry],
+  });
+  readonly httpDuration = new Histogram({
+    name: 'safepkg_http_request_duration_seconds',
+    help: 'HTTP request latency by route and status code',
+    labelNames: ['method', 'route', 'code'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [this.registry],
+  });
+
+  constructor({ defaultMetrics = true } = {}) {
+    if (defaultMetrics) collectDefaultMetrics({ register: this.registry });
+  }
+}

@@ -1,0 +1,23 @@
+import { Router } from 'express';
+import { parseOrThrow } from '@safepkg/core';
+import type { CheckService } from '../check-service';
+import { requireJson, sendError } from '../http-errors';
+import { checkBodySchema, packageParamsSchema } from '../schemas';
+
+export function packagesRouter(checks: CheckService): Router {
+  const router = Router();
+
+  router.post('/v1/packages/check', requireJson, async (req, res) => {
+    const { packages } = parseOrThrow(checkBodySchema, req.body);
+    res.json(await checks.check(packages));
+  });
+
+  router.get('/v1/packages/:name/:versionCode/:signature', async (req, res) => {
+    const ref = parseOrThrow(packageParamsSchema, { ...req.params });
+    const found = await checks.get(ref);
+    if (!found) return sendError(res, 404, 'not_found', 'package was never seen');
+    res.json({ ...found.result, degraded: found.degraded });
+  });
+
+  return router;
+}

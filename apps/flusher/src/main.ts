@@ -1,0 +1,108 @@
+import { Queue, Worker } from 'bullmq';
+import {
+  assertReachable,
+  createLogger,
+  createPool,
+  createRedisClient,
+  FLUSH_QUEUE_NAME,
+  FLUSH_SCHEDULER_ID,
+  KeySchema,
+  loadConfig,
+  PackageStore,
+  RedisBuffer,
+  SafepkgError,
+} from '@safepkg/core';
+import { crashPointFromEnv } from './crash-points';
+import { Flusher } from './flusher';
+import { createHealthServer } from './health-server';
+import { FlusherMetrics } from './metrics';
+
+async function main(): Promise<void> {
+  const config = loadConfig(process.env);
+  const logger = createLogger(config, 'safepkg-flusher');
+  const pool = createPool(config, 'safepkg-flusher', 4);
+  const redis = createRedisClient(config, { connectionName: 'safepkg-flusher', maxRetriesPerRequest: 1, commandTimeoutMs: 10_000 });
+  // BullMQ's blocking worker connection must never give up on a command.
+  const queueRedis = createRedisClient(config, { connectionName: 'safepkg-flusher-queue', maxRetriesPerRequest: null });
+  queueRedis.on('error', (err: Error) => logger.warn({ err: err.message }, 'redis (queue) connection error'));
+  // Connection errors are retried by ioredis; log them instead of crashing on an unhandled event.
+  redis.on('error', (err: Error) => logger.warn({ err: err.message }, 'redis connection error'));
+  pool.on('error', (err: Error) => logger.warn({ err: err.message }, 'idle postgres connection error'));
+  await assertReachable(config, pool, redis);
+
+  const keys = new KeySchema(config.keyPrefix);
+  const metrics = new FlusherMetrics();
+  const flusher = new Flusher({
+    config,
+    redis,
+    keys,
+    buffer: new RedisBuffer(redis, keys, config.bufferPartitions, config.maxBufferDepth),
+    store: new PackageStore(pool),
+    metrics,
+    logger,
+    leases: process.env.SAFEPKG_TEST_NO_LEASE !== '1',
+    checkpoint: crashPointFromEnv(process.env),
+  });
+
+  const startedAt = Date.now();
+  const health = createHealthServer({
+    pool,
+    redis,
+    registry: metrics.registry,
+    lastSuccessAt: () => flusher.lastSuccessAt,
+    startedAt,
+    maxTickAgeMs: Math.max(60_000, config.flushIntervalMs * 10),
+  });
+  health.listen(config.flusherPort, () => logger.info({ port: config.flusherPort }, 'flusher health server listening'));
+
+  const prefix = keys.queuePrefix();
+  const queue = new Queue(FLUSH_QUEUE_NAME, { connection: queueRedis, prefix });
+  await queue.upsertJobScheduler(
+    FLUSH_SCHEDULER_ID,
+    { every: config.flushIntervalMs },
+    { name: 'flush', data: { reason: 'schedule' }, opts: { removeOnComplete: true, removeOnFail: 100 } },
+  );
+  const worker = new Worker(
+    FLUSH_QUEUE_NAME,
+    async () => {
+      const result = await flusher.tick();
+      await flusher.observeBuffer().catch(() => undefined);
+      return { partitions: result.partitions.length, error: result.error };
+    },
+    { connection: queueRedis, prefix, concurrency: 1, removeOnComplete: { count: 0 }, removeOnFail: { count: 100 } },
+  );
+  worker.on('error', (err) => logger.warn({ err }, 'worker error'));
+  logger.info(
+    { partitions: config.bufferPartitions, intervalMs: config.flushIntervalMs, batchSize: config.flushBatchSize },
+    'safepkg flusher started',
+  );
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down: finishing the current batch and releasing leases');
+    flusher.stop();
+    const force = setTimeout(() => {
+      logger.warn('shutdown timed out; exiting (unconfirmed entries stay buffered)');
+      process.exit(1);
+    }, 20_000);
+    force.unref();
+    await worker.close().catch(() => undefined);
+    await queue.close().catch(() => undefined);
+    health.close();
+    await pool.end().catch(() => undefined);
+    redis.disconnect();
+    queueRedis.disconnect();
+    logger.info('stopped');
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+main().catch((err: unknown) => {
+  const message = err instanceof SafepkgError ? err.message : err instanceof Error ? err.stack : String(err);
+  console.error(`safepkg-flusher: ${message}`);
+  process.exit(1);
+});

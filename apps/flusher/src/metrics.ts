@@ -1,0 +1,65 @@
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+
+/** The flusher's Prometheus metrics, on a registry of its own. */
+export class FlusherMetrics {
+  readonly registry = new Registry();
+  readonly rows = new Counter({
+    name: 'safepkg_flush_rows_total',
+    help: 'Buffered entries written to PostgreSQL (new or already present)',
+    registers: [this.registry],
+  });
+  readonly newRows = new Counter({
+    name: 'safepkg_flush_new_rows_total',
+    help: 'Packages that were really new and were queued for analysis',
+    registers: [this.registry],
+  });
+  readonly batchDuration = new Histogram({
+    name: 'safepkg_flush_batch_duration_seconds',
+    help: 'Time to write one batch to PostgreSQL and confirm it in Redis',
+    buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+  readonly failures = new Counter({
+    name: 'safepkg_flush_failures_total',
+    help: 'Flush ticks that failed (PostgreSQL or Redis unavailable), by dependency',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly deadLetters = new Counter({
+    name: 'safepkg_flush_dead_letters_total',
+    help: 'Entries PostgreSQL refused, moved to dead letters',
+    registers: [this.registry],
+  });
+  readonly leaseLosses = new Counter({
+    name: 'safepkg_flush_lease_losses_total',
+    help: 'Partition leases lost during a flush',
+    registers: [this.registry],
+  });
+  readonly depth = new Gauge({
+    name: 'safepkg_buffer_depth',
+    help: 'Pending entries per partition',
+    labelNames: ['partition'] as const,
+    registers: [this.registry],
+  });
+  readonly oldestAge = new Gauge({
+    name: 'safepkg_buffer_oldest_pending_age_seconds',
+    help: 'Age of the oldest pending entry per partition',
+    labelNames: ['partition'] as const,
+    registers: [this.registry],
+  });
+  readonly deadLetterDepth = new Gauge({
+    name: 'safepkg_buffer_dead_letters',
+    help: 'Dead letters held per partition',
+    labelNames: ['partition'] as const,
+    registers: [this.registry],
+  });
+  readonly lastSuccess = new Gauge({
+    name: 'safepkg_flush_last_success_timestamp_seconds',
+    help: 'When the last flush tick completed without error',
+    registers: [this.registry],
+  });
+
+  constructor({ defaultMetrics = true } = {}) {
+    if (defaultMetrics) collectDefaultMetrics({ register: this.registry });
+  }
+}

@@ -1,0 +1,242 @@
+import { BufferFullError } from './errors';
+import type { KeySchema } from './keys';
+import { partitionOf } from './package-key';
+import type { Redis } from 'ioredis';
+import { isCluster, type RedisClient } from './redis-client';
+import { runScript } from './scripts';
+
+/** What the buffer keeps for each pending package (kept small: millions may wait). */
+export interface BufferPayload {
+  /** First time a device reported it, epoch ms; becomes packages.first_seen_at. */
+  t: number;
+}
+
+export interface BufferEntry {
+  key: string;
+  /** The partition seq at first buffering; the compare-and-delete token. */
+  score: number;
+  payload: BufferPayload;
+}
+
+export interface DeadLetter {
+  partition: number;
+  key: string;
+  payload: BufferPayload;
+  error: { code: string; message: string };
+  deadAt: number;
+}
+
+export interface PartitionStats {
+  partition: number;
+  depth: number;
+  oldestPendingAgeMs: number | null;
+  deadLetters: number;
+}
+
+export function encodePayload(payload: BufferPayload): string {
+  return JSON.stringify({ t: payload.t });
+}
+
+/** Tolerates a missing or damaged payload: the entry is still flushed, stamped now. */
+export function decodePayload(raw: string, now = Date.now()): BufferPayload {
+  try {
+    const parsed = JSON.parse(raw) as Partial<BufferPayload>;
+    if (typeof parsed.t === 'number' && Number.isFinite(parsed.t)) return { t: parsed.t };
+  } catch {
+    // fall through
+  }
+  return { t: now };
+}
+
+/**
+ * The Redis write-behind buffer: API side (add, isPending) and flusher side (read,
+ * confirm, dead-letter), all through the Lua scripts in ../lua.
+ */
+export class RedisBuffer {
+  constructor(
+    private readonly redis: RedisClient,
+    private readonly keys: KeySchema,
+    readonly partitions: number,
+    private readonly maxDepth: number,
+  ) {}
+
+  partitionOf(key: string): number {
+    return partitionOf(key, this.partitions);
+  }
+
+  /** Each partition's share of MAX_BUFFER_DEPTH. */
+  get partitionCapacity(): number {
+    return Math.max(1, Math.ceil(this.maxDepth / this.partitions));
+  }
+
+  /**
+   * Buffers packages not already pending, one script call per touched partition
+   * (issued together, so they are pipelined on the connection). Returns, per input,
+   * whether it was already pending. A full partition writes nothing and makes the
+   * whole call fail with BufferFullError; other partitions' writes stay valid, and a
+   * retry is idempotent.
+   */
+  async add(entries: readonly { key: string; payload: BufferPayload }[]): Promise<boolean[]> {
+    const groups = new Map<number, number[]>();
+    entries.forEach((e, i) => {
+      const p = this.partitionOf(e.key);
+      let g = groups.get(p);
+      if (!g) groups.set(p, (g = []));
+      g.push(i);
+    });
+    const already = new Array<boolean>(entries.length).fill(false);
+    const full: number[] = [];
+    await Promise.all(
+      [...groups].map(async ([p, idx]) => {
+        const k = this.keys.partition(p);
+        const args: (string | number)[] = [this.partitionCapacity];
+        for (const i of idx) {
+          const e = entries[i] as { key: string; payload: BufferPayload };
+          args.push(e.key, encodePayload(e.payload));
+        }
+        const reply = (await runScript(this.redis, 'buffer-add', [k.seq, k.pending, k.data], args)) as number[];
+        if (reply[0] === -1) {
+          full.push(p);
+          return;
+        }
+        idx.forEach((i, j) => {
+          already[i] = reply[j + 1] === 1;
+        });
+      }),
+    );
+    if (full.length > 0) throw new BufferFullError(full.sort((a, b) => a - b));
+    return already;
+  }
+
+  /** Whether each key is pending (read-only). */
+  async isPending(keys: readonly string[]): Promise<boolean[]> {
+    return Promise.all(
+      keys.map(async (key) => {
+        const score = await this.redis.zscore(this.keys.partition(this.partitionOf(key)).pending, key);
+        return score !== null;
+      }),
+    );
+  }
+
+  /** The partition's seq now: entries buffered later get higher scores. */
+  async snapshotSeq(partition: number): Promise<number> {
+    const v = await this.redis.get(this.keys.partition(partition).seq);
+    return v === null ? 0 : Number(v);
+  }
+
+  /** Up to `limit` entries with afterScore < score <= maxScore, in score order. */
+  async read(partition: number, afterScore: number | null, maxScore: number, limit: number): Promise<BufferEntry[]> {
+    const k = this.keys.partition(partition);
+    const flat = (await runScript(
+      this.redis,
+      'buffer-read',
+      [k.pending, k.data],
+      [afterScore === null ? '-inf' : afterScore, maxScore, limit],
+    )) as string[];
+    const now = Date.now();
+    const out: BufferEntry[] = [];
+    for (let i = 0; i < flat.length; i += 3) {
+      out.push({ key: flat[i] as string, score: Number(flat[i + 1]), payload: decodePayload(flat[i + 2] as string, now) });
+    }
+    return out;
+  }
+
+  /** Compare-and-delete of flushed entries; returns how many were removed. */
+  async confirm(partition: number, entries: readonly BufferEntry[]): Promise<number> {
+    if (entries.length === 0) return 0;
+    const k = this.keys.partition(partition);
+    const args: (string | number)[] = [];
+    for (const e of entries) args.push(e.key, e.score);
+    return (await runScript(this.redis, 'buffer-confirm', [k.pending, k.data], args)) as number;
+  }
+
+  /** Moves entries PostgreSQL refused to the partition's dead-letter hash. */
+  async deadLetter(partition: number, entries: readonly BufferEntry[], error: { code: string; message: string }) {
+    if (entries.length === 0) return 0;
+    const k = this.keys.partition(partition);
+    const deadAt = Date.now();
+    const args: (string | number)[] = [];
+    for (const e of entries) args.push(e.key, e.score, JSON.stringify({ payload: e.payload, error, deadAt }));
+    return (await runScript(this.redis, 'buffer-dead-letter', [k.pending, k.data, k.dead], args)) as number;
+  }
+
+  /** Dead letters of the given partitions, at most `limit` per partition. */
+  async deadLetters(partitions: readonly number[], limit = 1000): Promise<DeadLetter[]> {
+    const out: DeadLetter[] = [];
+    for (const p of partitions) {
+      const dead = this.keys.partition(p).dead;
+      let cursor = '0';
+      let taken = 0;
+      do {
+        const [next, flat] = await this.redis.hscan(dead, cursor, 'COUNT', 200);
+        cursor = next;
+        for (let i = 0; i < flat.length && taken < limit; i += 2, taken++) {
+          const parsed = JSON.parse(flat[i + 1] as string) as Omit<DeadLetter, 'partition' | 'key'>;
+          out.push({ partition: p, key: flat[i] as string, ...parsed });
+        }
+      } while (cursor !== '0' && taken < limit);
+    }
+    return out;
+  }
+
+  /** Puts dead letters back into the buffer with their original first-seen time. */
+  async redrive(letters: readonly Pick<DeadLetter, 'partition' | 'key' | 'payload'>[]): Promise<number> {
+    const byPartition = new Map<number, (string | number)[]>();
+    for (const l of letters) {
+      let args = byPartition.get(l.partition);
+      if (!args) byPartition.set(l.partition, (args = []));
+      args.push(l.key, encodePayload(l.payload));
+    }
+    let moved = 0;
+    for (const [p, args] of byPartition) {
+      const k = this.keys.partition(p);
+      moved += (await runScript(this.redis, 'buffer-redrive', [k.seq, k.pending, k.data, k.dead], args)) as number;
+    }
+    return moved;
+  }
+
+  /**
+   * Partitions holding pending entries or dead letters beyond the configured count
+   * (left by a change of BUFFER_PARTITIONS), found by SCAN; the flusher drains them too.
+   */
+  async strayPartitions(): Promise<number[]> {
+    const found = new Set<number>();
+    const scanOne = async (node: Redis) => {
+      let cursor = '0';
+      do {
+        const [next, keys] = await node.scan(cursor, 'MATCH', this.keys.pendingScanPattern(), 'COUNT', 1000);
+        cursor = next;
+        for (const key of keys) {
+          const p = this.keys.partitionOfPendingKey(key);
+          if (p !== null && p >= this.partitions) found.add(p);
+        }
+      } while (cursor !== '0');
+    };
+    // SCAN is per node: on a cluster, every master is scanned.
+    if (isCluster(this.redis)) {
+      await Promise.all(this.redis.nodes('master').map((n) => scanOne(n)));
+    } else {
+      await scanOne(this.redis);
+    }
+    return [...found].sort((a, b) => a - b);
+  }
+
+  async stats(partitions: readonly number[], now = Date.now()): Promise<PartitionStats[]> {
+    return Promise.all(
+      partitions.map(async (p) => {
+        const k = this.keys.partition(p);
+        const [depth, oldest, deadLetters] = await Promise.all([
+          this.redis.zcard(k.pending),
+          this.redis.zrange(k.pending, '0', '0'),
+          this.redis.hlen(k.dead),
+        ]);
+        let oldestPendingAgeMs: number | null = null;
+        if (oldest[0] !== undefined) {
+          const raw = await this.redis.hget(k.data, oldest[0]);
+          oldestPendingAgeMs = raw === null ? null : Math.max(0, now - decodePayload(raw, now).t);
+        }
+        return { partition: p, depth, oldestPendingAgeMs, deadLetters };
+      }),
+    );
+  }
+}

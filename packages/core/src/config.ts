@@ -1,0 +1,132 @@
+import { z } from 'zod';
+import { ConfigError } from './errors';
+
+export type WriteMode = 'buffered' | 'direct';
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+export interface Config {
+  databaseUrl: string;
+  redisUrl: string;
+  /** host:port list; when set, Redis Cluster is used instead of redisUrl. */
+  redisClusterNodes: { host: string; port: number }[] | null;
+  port: number;
+  flusherPort: number;
+  /** null disables the admin routes (they answer 404), never leaves them open. */
+  adminToken: string | null;
+  keyPrefix: string;
+  bufferPartitions: number;
+  flushIntervalMs: number;
+  flushBatchSize: number;
+  lockTtlMs: number;
+  cacheTtlS: number;
+  maxBufferDepth: number;
+  writeMode: WriteMode;
+  logLevel: LogLevel;
+  /** PostgreSQL statement_timeout for every pooled connection. */
+  pgStatementTimeoutMs: number;
+  pgPoolSize: number;
+  /** Upper bound of the flusher's retry backoff after a failed tick. */
+  flushBackoffMaxMs: number;
+  /** Seconds a client is told to wait on 503. */
+  retryAfterS: number;
+}
+
+/** Every default, in one place. */
+export function configDefaults(): Config {
+  return {
+    databaseUrl: 'postgres://localhost:5432/safepkg',
+    redisUrl: 'redis://127.0.0.1:6379',
+    redisClusterNodes: null,
+    port: 8080,
+    flusherPort: 8081,
+    adminToken: null,
+    keyPrefix: 'safepkg',
+    bufferPartitions: 16,
+    flushIntervalMs: 1000,
+    flushBatchSize: 10000,
+    lockTtlMs: 30000,
+    cacheTtlS: 3600,
+    maxBufferDepth: 5_000_000,
+    writeMode: 'buffered',
+    logLevel: 'info',
+    pgStatementTimeoutMs: 30000,
+    pgPoolSize: 10,
+    flushBackoffMaxMs: 30000,
+    retryAfterS: 1,
+  };
+}
+
+const int = (min: number, max: number) =>
+  z
+    .string()
+    .trim()
+    .regex(/^\d+$/, 'must be a whole number')
+    .transform(Number)
+    .pipe(z.number().int().min(min).max(max));
+
+const clusterNodes = z
+  .string()
+  .trim()
+  .transform((s, ctx) => {
+    const nodes = s
+      .split(',')
+      .map((n) => n.trim())
+      .filter(Boolean)
+      .map((n) => {
+        const m = /^(.+):(\d{1,5})$/.exec(n);
+        if (!m || Number(m[2]) > 65535) {
+          ctx.addIssue({ code: 'custom', message: `"${n}" is not host:port` });
+          return null;
+        }
+        return { host: m[1] as string, port: Number(m[2]) };
+      });
+    if (nodes.length === 0) ctx.addIssue({ code: 'custom', message: 'needs at least one host:port' });
+    return nodes.filter((n): n is { host: string; port: number } => n !== null);
+  });
+
+/** Each environment variable, its parser, and the Config field it sets. */
+const variables = {
+  DATABASE_URL: { field: 'databaseUrl', schema: z.string().trim().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL') },
+  REDIS_URL: { field: 'redisUrl', schema: z.string().trim().regex(/^rediss?:\/\//, 'must be a redis:// URL') },
+  REDIS_CLUSTER_NODES: { field: 'redisClusterNodes', schema: clusterNodes },
+  PORT: { field: 'port', schema: int(0, 65535) },
+  FLUSHER_PORT: { field: 'flusherPort', schema: int(0, 65535) },
+  ADMIN_TOKEN: { field: 'adminToken', schema: z.string().min(16, 'must be at least 16 characters') },
+  KEY_PREFIX: {
+    field: 'keyPrefix',
+    schema: z.string().regex(/^[A-Za-z0-9_-]{1,32}$/, 'must be 1-32 of A-Z a-z 0-9 _ -'),
+  },
+  BUFFER_PARTITIONS: { field: 'bufferPartitions', schema: int(1, 1024) },
+  FLUSH_INTERVAL_MS: { field: 'flushIntervalMs', schema: int(10, 3_600_000) },
+  FLUSH_BATCH_SIZE: { field: 'flushBatchSize', schema: int(1, 100_000) },
+  LOCK_TTL_MS: { field: 'lockTtlMs', schema: int(1000, 3_600_000) },
+  CACHE_TTL_S: { field: 'cacheTtlS', schema: int(1, 30 * 86400) },
+  MAX_BUFFER_DEPTH: { field: 'maxBufferDepth', schema: int(1, 1_000_000_000) },
+  WRITE_MODE: { field: 'writeMode', schema: z.enum(['buffered', 'direct']) },
+  LOG_LEVEL: { field: 'logLevel', schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']) },
+  PG_STATEMENT_TIMEOUT_MS: { field: 'pgStatementTimeoutMs', schema: int(100, 3_600_000) },
+  PG_POOL_SIZE: { field: 'pgPoolSize', schema: int(1, 1000) },
+  FLUSH_BACKOFF_MAX_MS: { field: 'flushBackoffMaxMs', schema: int(10, 3_600_000) },
+  RETRY_AFTER_S: { field: 'retryAfterS', schema: int(1, 3600) },
+} as const satisfies Record<string, { field: keyof Config; schema: z.ZodType }>;
+
+export const CONFIG_VARIABLES = Object.keys(variables) as (keyof typeof variables)[];
+
+/**
+ * Parses the environment once. Unset or empty variables take their default; any
+ * invalid value fails with every bad variable named, so a pod never starts half-configured.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const config = configDefaults();
+  const target = config as unknown as Record<string, unknown>;
+  const details: { path: string; message: string }[] = [];
+  for (const [name, { field, schema }] of Object.entries(variables)) {
+    const raw = env[name];
+    if (raw === undefined || raw === '') continue;
+    const parsed = (schema as z.ZodType).safeParse(raw);
+    if (parsed.success) target[field] = parsed.data;
+    else details.push(...parsed.error.issues.map((i) => ({ path: name, message: i.message })));
+  }
+  if (details.length > 0) throw new ConfigError(details);
+  return config;
+}

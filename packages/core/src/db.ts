@@ -1,0 +1,37 @@
+import { userInfo } from 'node:os';
+import { Pool, type ClientConfig } from 'pg';
+import type { Config } from './config';
+
+/**
+ * Connection settings from a URL. A URL without a user (the default one) connects as
+ * PGUSER, else the OS user, as psql does, even where USER is not set (containers, CI).
+ */
+export function pgConnection(databaseUrl: string): ClientConfig {
+  let url: URL;
+  try {
+    url = new URL(databaseUrl);
+  } catch {
+    return { connectionString: databaseUrl };
+  }
+  // pg lets the URL's (empty) user override an explicit `user`, so put it in the URL.
+  if (url.username === '') url.username = process.env.PGUSER ?? process.env.USER ?? userInfo().username;
+  return { connectionString: url.toString() };
+}
+
+/**
+ * The PostgreSQL pool. Every timeout is set so that a stalled server turns into an
+ * error the caller handles (degraded answer, flusher backoff) instead of a hang.
+ */
+export function createPool(config: Config, applicationName: string, max = config.pgPoolSize): Pool {
+  return new Pool({
+    ...pgConnection(config.databaseUrl),
+    application_name: applicationName,
+    max,
+    connectionTimeoutMillis: 5000,
+    idleTimeoutMillis: 30000,
+    statement_timeout: config.pgStatementTimeoutMs,
+    query_timeout: config.pgStatementTimeoutMs + 5000,
+    idle_in_transaction_session_timeout: config.pgStatementTimeoutMs * 2,
+    keepAlive: true,
+  });
+}

@@ -1,0 +1,66 @@
+/**
+ * The Redis key schema: every key safepkg touches is built here and nowhere else.
+ *
+ * All keys of one buffer partition share the hash tag `{<prefix>:b<p>}`, so a Lua
+ * script over a partition stays in one Redis Cluster slot. BullMQ gets the prefix
+ * `{<prefix>:q}` so that all of its keys share one slot too.
+ */
+export interface PartitionKeys {
+  /** INCR counter of the partition (string). */
+  seq: string;
+  /** packageKey → seq at first buffering (zset). */
+  pending: string;
+  /** packageKey → payload JSON (hash). */
+  data: string;
+  /** flush lease: random token with PX (string). */
+  lock: string;
+  /** packageKey → payload + error of rows PostgreSQL refused (hash). */
+  dead: string;
+}
+
+export class KeySchema {
+  constructor(readonly prefix: string) {}
+
+  partitionTag(partition: number): string {
+    return `{${this.prefix}:b${partition}}`;
+  }
+
+  partition(partition: number): PartitionKeys {
+    const tag = this.partitionTag(partition);
+    return {
+      seq: `${tag}:seq`,
+      pending: `${tag}:pending`,
+      data: `${tag}:data`,
+      lock: `${tag}:lock`,
+      dead: `${tag}:dead`,
+    };
+  }
+
+  /** SCAN pattern matching every partition's pending zset, whatever the partition count. */
+  pendingScanPattern(): string {
+    return `{${this.prefix}:b*}:pending`;
+  }
+
+  /** The partition number of a key matched by pendingScanPattern, or null. */
+  partitionOfPendingKey(key: string): number | null {
+    const m = /^\{.+:b(\d+)\}:pending$/.exec(key);
+    return m && key.startsWith(`{${this.prefix}:b`) ? Number(m[1]) : null;
+  }
+
+  cache(packageKey: string): string {
+    return `${this.prefix}:c:${packageKey}`;
+  }
+
+  /** BullMQ's `prefix` option. */
+  queuePrefix(): string {
+    return `{${this.prefix}:q}`;
+  }
+
+  /** Where the flusher records its last successful flush (for /v1/admin/buffer). */
+  flusherStatus(): string {
+    return `${this.prefix}:flusher:status`;
+  }
+}
+
+export const FLUSH_QUEUE_NAME = 'flush';
+export const FLUSH_SCHEDULER_ID = 'flush-tick';

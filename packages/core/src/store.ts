@@ -1,0 +1,186 @@
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { Pool, PoolClient } from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
+import { packageKey, type PackageRef } from './package-key';
+
+export type Verdict = 'safe' | 'malicious' | 'suspicious';
+export type VerdictSource = 'manual' | 'model';
+
+/** A package as PostgreSQL knows it. */
+export interface StoredPackage extends PackageRef {
+  id: string;
+  firstSeenAt: Date;
+  verdict: Verdict | null;
+  threatIndex: number | null;
+  source: VerdictSource | null;
+  rev: number;
+}
+
+export interface NewPackage {
+  ref: PackageRef;
+  firstSeenAt: Date;
+}
+
+interface PackageRowDb {
+  id: string;
+  name: string;
+  version_code: string;
+  signature: string;
+  first_seen_at: Date;
+  verdict: Verdict | null;
+  threat_index: number | null;
+  source: VerdictSource | null;
+  rev: number;
+}
+
+const PACKAGE_COLUMNS = 'p.id, p.name, p.version_code, p.signature, p.first_seen_at, p.verdict, p.threat_index, p.source, p.rev';
+
+function toStored(r: PackageRowDb): StoredPackage {
+  return {
+    id: String(r.id),
+    name: r.name,
+    versionCode: Number(r.version_code),
+    signature: r.signature,
+    firstSeenAt: r.first_seen_at,
+    verdict: r.verdict,
+    threatIndex: r.threat_index,
+    source: r.source,
+    rev: r.rev,
+  };
+}
+
+function keyArrays(refs: readonly PackageRef[]): [string[], string[], string[]] {
+  const names: string[] = [];
+  const versions: string[] = [];
+  const signatures: string[] = [];
+  for (const r of refs) {
+    names.push(r.name);
+    versions.push(String(r.versionCode));
+    signatures.push(r.signature);
+  }
+  return [names, versions, signatures];
+}
+
+/** COPY text format: backslash, tab, newline and carriage return must be escaped. */
+function copyText(value: string): string {
+  return /[\\\t\n\r]/.test(value)
+    ? value.replace(/\\/g, '\\\\').replace(/\t/g, '\\t').replace(/\n/g, '\\n').replace(/\r/g, '\\r')
+    : value;
+}
+
+const STAGING_DDL = `CREATE TEMP TABLE IF NOT EXISTS flush_staging (
+  name text, version_code bigint, signature text, first_seen_at timestamptz) ON COMMIT DELETE ROWS`;
+
+// Sorting by the key makes the index inserts walk the B-tree in order.
+const STAGING_INSERT = `WITH ins AS (
+    INSERT INTO packages (name, version_code, signature, first_seen_at)
+    SELECT name, version_code, signature, first_seen_at FROM flush_staging
+    ORDER BY name, version_code, signature
+    ON CONFLICT (name, version_code, signature) DO NOTHING
+    RETURNING id, name, version_code, signature
+  ), queued AS (
+    INSERT INTO analysis_queue (package_id) SELECT id FROM ins ON CONFLICT DO NOTHING
+  )
+  SELECT name, version_code, signature FROM ins`;
+
+/** PostgreSQL access for the package tables: lookups and the two write paths. */
+export class PackageStore {
+  constructor(readonly pool: Pool) {}
+
+  /** One query for any number of keys: `unnest` of key arrays joined to the covering index. */
+  async lookupMany(refs: readonly PackageRef[]): Promise<Map<string, StoredPackage>> {
+    const found = new Map<string, StoredPackage>();
+    if (refs.length === 0) return found;
+    const { rows } = await this.pool.query<PackageRowDb>({
+      name: 'safepkg-lookup-many',
+      text: `SELECT ${PACKAGE_COLUMNS}
+        FROM unnest($1::text[], $2::bigint[], $3::text[]) AS k(name, version_code, signature)
+        JOIN packages p ON p.name = k.name AND p.version_code = k.version_code AND p.signature = k.signature`,
+      values: keyArrays(refs),
+    });
+    for (const r of rows) {
+      const s = toStored(r);
+      found.set(packageKey(s), s);
+    }
+    return found;
+  }
+
+  /**
+   * The flush write: one transaction of a constant number of statements whatever the
+   * batch size (BEGIN, staging DDL, COPY, INSERT … ON CONFLICT DO NOTHING RETURNING with
+   * the analysis_queue insert in the same statement, COMMIT). Returns the packages that
+   * were really new; each of them, and only they, was queued for analysis.
+   */
+  async insertBatch(rows: readonly NewPackage[]): Promise<PackageRef[]> {
+    if (rows.length === 0) return [];
+    const client = await this.pool.connect();
+    let broken: Error | undefined;
+    try {
+      await client.query('BEGIN');
+      await client.query(STAGING_DDL);
+      await this.copyStaging(client, rows);
+      const { rows: inserted } = await client.query<Pick<PackageRowDb, 'name' | 'version_code' | 'signature'>>(
+        STAGING_INSERT,
+      );
+      await client.query('COMMIT');
+      return inserted.map((r) => ({ name: r.name, versionCode: Number(r.version_code), signature: r.signature }));
+    } catch (err) {
+      broken = err as Error;
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      // A connection that failed mid-COPY may be unusable: discard it rather than pool it.
+      client.release(broken);
+    }
+  }
+
+  private async copyStaging(client: PoolClient, rows: readonly NewPackage[]): Promise<void> {
+    const copy = client.query(copyFrom('COPY flush_staging (name, version_code, signature, first_seen_at) FROM STDIN'));
+    function* lines(): Generator<string> {
+      let chunk = '';
+      for (const { ref, firstSeenAt } of rows) {
+        chunk += `${copyText(ref.name)}\t${copyText(String(ref.versionCode))}\t${copyText(ref.signature)}\t${firstSeenAt.toISOString()}\n`;
+        if (chunk.length > 65536) {
+          yield chunk;
+          chunk = '';
+        }
+      }
+      if (chunk) yield chunk;
+    }
+    await pipeline(Readable.from(lines()), copy);
+  }
+
+  /**
+   * The `WRITE_MODE=direct` baseline: insert a request's unknown packages on the request
+   * path (one statement, queueing the new ones for analysis) and return them all as stored.
+   */
+  async insertDirect(rows: readonly NewPackage[]): Promise<Map<string, StoredPackage>> {
+    const out = new Map<string, StoredPackage>();
+    if (rows.length === 0) return out;
+    const [names, versions, signatures] = keyArrays(rows.map((r) => r.ref));
+    const { rows: inserted } = await this.pool.query<PackageRowDb>({
+      name: 'safepkg-insert-direct',
+      text: `WITH ins AS (
+          INSERT INTO packages AS p (name, version_code, signature, first_seen_at)
+          SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::timestamptz[])
+          ON CONFLICT (name, version_code, signature) DO NOTHING
+          RETURNING ${PACKAGE_COLUMNS}
+        ), queued AS (
+          INSERT INTO analysis_queue (package_id) SELECT id FROM ins ON CONFLICT DO NOTHING
+        )
+        SELECT * FROM ins p`,
+      values: [names, versions, signatures, rows.map((r) => r.firstSeenAt.toISOString())],
+    });
+    for (const r of inserted) {
+      const s = toStored(r);
+      out.set(packageKey(s), s);
+    }
+    // Rows another writer inserted concurrently conflict and are not returned: read them.
+    if (out.size < rows.length) {
+      const missing = rows.filter((r) => !out.has(packageKey(r.ref))).map((r) => r.ref);
+      for (const [k, s] of await this.lookupMany(missing)) out.set(k, s);
+    }
+    return out;
+  }
+}

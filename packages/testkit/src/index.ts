@@ -1,0 +1,5 @@
+export * from './context';
+export * from './database';
+export * from './packages';
+export * from './processes';
+export * from './apps';
