@@ -12,10 +12,12 @@ import {
   type RedisClient,
 } from '@safepkg/core';
 import { adminAuth } from './admin-auth';
-import { CheckService } from './check-service';
+import { CheckService, type CheckHooks } from './check-service';
+import { EvaluationService } from './evaluation-service';
 import { errorHandler, notFound } from './http-errors';
 import { ApiMetrics } from './metrics';
 import { adminRouter } from './routes/admin';
+import { evaluationsRouter } from './routes/evaluations';
 import { healthRouter } from './routes/health';
 import { packagesRouter } from './routes/packages';
 
@@ -26,6 +28,8 @@ export interface AppDeps {
   logger: Logger;
   metrics?: ApiMetrics;
   requestFlush?: () => Promise<void>;
+  /** Test-only pauses inside the check path, to force interleavings deterministically. */
+  checkHooks?: CheckHooks;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
@@ -36,13 +40,15 @@ export function createApp(deps: AppDeps): Express {
   const metrics = deps.metrics ?? new ApiMetrics();
   const keys = new KeySchema(config.keyPrefix);
   const buffer = new RedisBuffer(redis, keys, config.bufferPartitions, config.maxBufferDepth);
+  const cache = new ResultCache(redis, keys, config.cacheTtlS);
   const checks = new CheckService({
-    cache: new ResultCache(redis, keys, config.cacheTtlS),
+    cache,
     store: new PackageStore(pool),
     buffer,
     writeMode: config.writeMode,
     metrics,
     logger,
+    hooks: deps.checkHooks,
   });
 
   const app = express();
@@ -75,10 +81,8 @@ export function createApp(deps: AppDeps): Express {
 
   app.use(healthRouter({ pool, redis, registry: metrics.registry }));
   app.use(packagesRouter(checks));
-  app.use(
-    '/v1/admin',
-    adminAuth(config.adminToken),
-  );
+  app.use('/v1/admin', adminAuth(config.adminToken));
+  app.use(evaluationsRouter(new EvaluationService(pool, cache, logger), config.analysisClaimTtlMs));
   app.use(
     adminRouter({
       buffer,

@@ -32,6 +32,11 @@ export interface CheckAnswer {
   degraded: boolean;
 }
 
+export interface CheckHooks {
+  /** Runs after the PostgreSQL lookup and before the cache fill. */
+  afterLookup?: () => Promise<void>;
+}
+
 export interface CheckDeps {
   cache: ResultCache;
   store: PackageStore;
@@ -39,6 +44,7 @@ export interface CheckDeps {
   writeMode: WriteMode;
   metrics: ApiMetrics;
   logger: Logger;
+  hooks?: CheckHooks;
 }
 
 function fromStatus(ref: PackageRef, s: CachedStatus): PackageResult {
@@ -102,6 +108,7 @@ export class CheckService {
     let degraded = !redisUp || !postgresUp;
 
     for (const [k, p] of stored) answers.set(k, fromStatus(p, statusOf(p)));
+    if (stored.size > 0) await this.deps.hooks?.afterLookup?.();
     const fill = redisUp ? this.fillCache(stored) : Promise.resolve();
 
     const unknown = misses.filter((k) => !stored.has(k)).map((k) => unique.get(k) as PackageRef);

@@ -27,3 +27,26 @@ export const redriveBodySchema = z.strictObject({
   /** Only these package keys; all dead letters when omitted. */
   keys: z.array(z.string().max(400)).max(10000).optional(),
 });
+
+export const evaluationsBodySchema = z.strictObject({
+  evaluations: z
+    .array(
+      packageRefSchema.extend({
+        verdict: z.enum(['safe', 'malicious', 'suspicious']),
+        source: z.enum(['manual', 'model']),
+        threatIndex: z.number({ error: 'must be a number' }).min(0, 'must be >= 0').max(1, 'must be <= 1'),
+      }),
+      { error: 'must be an array of evaluations' },
+    )
+    .min(1, 'must hold at least 1 evaluation')
+    .max(MAX_PACKAGES_PER_REQUEST, `must hold at most ${MAX_PACKAGES_PER_REQUEST} evaluations`),
+});
+
+export const claimBodySchema = z.strictObject({
+  limit: z.number({ error: 'must be an integer' }).int('must be an integer').min(1, 'must be >= 1').max(1000, 'must be <= 1000'),
+});
+
+/** Who recorded an evaluation (optional header), kept in evaluations.created_by. */
+export const actorSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9._@-]{1,64}$/, 'must be 1-64 of A-Z a-z 0-9 . _ @ -');

@@ -29,6 +29,8 @@ export interface Config {
   flushBackoffMaxMs: number;
   /** Seconds a client is told to wait on 503. */
   retryAfterS: number;
+  /** How long an analysis claim is held before the package is handed out again. */
+  analysisClaimTtlMs: number;
 }
 
 /** Every default, in one place. */
@@ -53,6 +55,7 @@ export function configDefaults(): Config {
     pgPoolSize: 10,
     flushBackoffMaxMs: 30000,
     retryAfterS: 1,
+    analysisClaimTtlMs: 600_000,
   };
 }
 
@@ -108,6 +111,7 @@ const variables = {
   PG_POOL_SIZE: { field: 'pgPoolSize', schema: int(1, 1000) },
   FLUSH_BACKOFF_MAX_MS: { field: 'flushBackoffMaxMs', schema: int(10, 3_600_000) },
   RETRY_AFTER_S: { field: 'retryAfterS', schema: int(1, 3600) },
+  ANALYSIS_CLAIM_TTL_MS: { field: 'analysisClaimTtlMs', schema: int(1000, 7 * 86_400_000) },
 } as const satisfies Record<string, { field: keyof Config; schema: z.ZodType }>;
 
 export const CONFIG_VARIABLES = Object.keys(variables) as (keyof typeof variables)[];

@@ -12,3 +12,4 @@ export * from './redis-client';
 export * from './result-cache';
 export * from './scripts';
 export * from './store';
+export * from './evaluation-store';

@@ -46,6 +46,7 @@ export function formatPath(path: readonly PropertyKey[]): string {
   return out === '' ? '(body)' : out;
 }
 
+/** One detail per bad field (the first rule it broke), in the order zod found them. */
 export function issuesToDetails(error: z.ZodError): ErrorDetail[] {
   const details: ErrorDetail[] = [];
   for (const issue of error.issues) {
@@ -57,7 +58,8 @@ export function issuesToDetails(error: z.ZodError): ErrorDetail[] {
       details.push({ path: formatPath(issue.path), message: issue.message });
     }
   }
-  return details;
+  const seen = new Set<string>();
+  return details.filter((d) => !seen.has(d.path) && seen.add(d.path));
 }
 
 /** Parses with a schema or throws a ValidationError listing every bad field. */

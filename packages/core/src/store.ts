@@ -1,6 +1,8 @@
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Pool, PoolClient } from 'pg';
+
+type Queryable = Pick<Pool, 'query'> | PoolClient;
 import { from as copyFrom } from 'pg-copy-streams';
 import { packageKey, type PackageRef } from './package-key';
 
@@ -89,10 +91,15 @@ export class PackageStore {
   constructor(readonly pool: Pool) {}
 
   /** One query for any number of keys: `unnest` of key arrays joined to the covering index. */
-  async lookupMany(refs: readonly PackageRef[]): Promise<Map<string, StoredPackage>> {
+  lookupMany(refs: readonly PackageRef[]): Promise<Map<string, StoredPackage>> {
+    return this.lookupWith(this.pool, refs);
+  }
+
+  /** lookupMany on a given connection (inside a caller's transaction). */
+  async lookupWith(db: Queryable, refs: readonly PackageRef[]): Promise<Map<string, StoredPackage>> {
     const found = new Map<string, StoredPackage>();
     if (refs.length === 0) return found;
-    const { rows } = await this.pool.query<PackageRowDb>({
+    const { rows } = await db.query<PackageRowDb>({
       name: 'safepkg-lookup-many',
       text: `SELECT ${PACKAGE_COLUMNS}
         FROM unnest($1::text[], $2::bigint[], $3::text[]) AS k(name, version_code, signature)

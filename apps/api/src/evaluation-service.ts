@@ -1,0 +1,56 @@
+import {
+  EvaluationStore,
+  packageKey,
+  statusOf,
+  UnavailableError,
+  type EvaluationInput,
+  type Logger,
+  type ResultCache,
+} from '@safepkg/core';
+import type { Pool } from 'pg';
+
+/**
+ * Records verdicts and writes the packages' new status through the rev-guarded cache
+ * fill after COMMIT, so the next check on any pod answers the new verdict at once.
+ */
+export class EvaluationService {
+  private readonly store: EvaluationStore;
+
+  constructor(
+    pool: Pool,
+    private readonly cache: ResultCache,
+    private readonly logger: Logger,
+  ) {
+    this.store = new EvaluationStore(pool);
+  }
+
+  async record(evaluations: readonly EvaluationInput[], actor: string): Promise<number> {
+    let updated;
+    try {
+      updated = await this.store.record(evaluations, actor);
+    } catch (err) {
+      throw new UnavailableError('could not record evaluations', { cause: err });
+    }
+    const entries = updated.map((p) => ({ key: packageKey(p), status: statusOf(p) }));
+    // The verdicts are committed; the cache must not keep serving the old ones. A retry of
+    // the whole request is safe (history gains a duplicate row, status stays the same).
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.cache.fill(entries);
+        return evaluations.length;
+      } catch (err) {
+        if (attempt >= 3) {
+          this.logger.error({ err }, 'evaluations committed but cache write-through failed');
+          throw new UnavailableError('evaluations stored, but caches could not be updated; retry the request', {
+            cause: err,
+          });
+        }
+        await new Promise((r) => setTimeout(r, 50 * attempt));
+      }
+    }
+  }
+
+  claim(limit: number, leaseMs: number) {
+    return this.store.claim(limit, leaseMs);
+  }
+}
