@@ -3,3 +3,4 @@ export * from './database';
 export * from './packages';
 export * from './processes';
 export * from './apps';
+export * from './redis-cluster';
