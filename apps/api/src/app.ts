@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import express, { type Express } from 'express';
+import helmet from 'helmet';
 import { pinoHttp } from 'pino-http';
 import type { Pool } from 'pg';
 import {
@@ -20,6 +21,7 @@ import { adminRouter } from './routes/admin';
 import { evaluationsRouter } from './routes/evaluations';
 import { healthRouter } from './routes/health';
 import { packagesRouter } from './routes/packages';
+import { rateLimit } from './rate-limit';
 
 export interface AppDeps {
   config: Config;
@@ -55,6 +57,9 @@ export function createApp(deps: AppDeps): Express {
   app.disable('x-powered-by');
   app.set('etag', false);
   app.set('query parser', 'simple');
+  app.set('trust proxy', config.trustProxyHops);
+  // An API answering JSON only: no CSP exceptions needed, every helmet default applies.
+  app.use(helmet());
 
   app.use(
     pinoHttp({
@@ -80,6 +85,13 @@ export function createApp(deps: AppDeps): Express {
   app.use(express.json({ limit: '1mb', strict: true, type: 'application/json' }));
 
   app.use(healthRouter({ pool, redis, registry: metrics.registry }));
+  const limiter = rateLimit({
+    redis,
+    keyPrefix: keys.rateLimitPrefix(),
+    points: config.rateLimitPoints,
+    windowS: config.rateLimitWindowS,
+  });
+  if (limiter) app.use('/v1', limiter);
   app.use(packagesRouter(checks));
   app.use('/v1/admin', adminAuth(config.adminToken));
   app.use(evaluationsRouter(new EvaluationService(pool, cache, logger), config.analysisClaimTtlMs));

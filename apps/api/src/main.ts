@@ -11,6 +11,7 @@ import {
   SafepkgError,
 } from '@safepkg/core';
 import { createApp } from './app';
+import { createHttpServer } from './server';
 
 async function main(): Promise<void> {
   const config = loadConfig(process.env);
@@ -29,13 +30,10 @@ async function main(): Promise<void> {
   };
 
   const app = createApp({ config, pool, redis, logger, requestFlush });
-  const server: Server = app.listen(config.port, () => {
+  const server: Server = createHttpServer(app);
+  server.listen(config.port, () => {
     logger.info({ port: config.port, writeMode: config.writeMode }, 'safepkg api listening');
   });
-  // Slow clients cannot hold a connection forever: bound header, request and idle time.
-  server.headersTimeout = 10_000;
-  server.requestTimeout = 30_000;
-  server.keepAliveTimeout = 5_000;
 
   let stopping = false;
   const shutdown = (signal: string) => {

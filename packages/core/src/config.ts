@@ -31,6 +31,11 @@ export interface Config {
   retryAfterS: number;
   /** How long an analysis claim is held before the package is handed out again. */
   analysisClaimTtlMs: number;
+  /** Requests one client (API key, else IP) may make per window; 0 turns rate limiting off. */
+  rateLimitPoints: number;
+  rateLimitWindowS: number;
+  /** Proxies in front of the API whose X-Forwarded-For is trusted for the client IP. */
+  trustProxyHops: number;
 }
 
 /** Every default, in one place. */
@@ -56,6 +61,9 @@ export function configDefaults(): Config {
     flushBackoffMaxMs: 30000,
     retryAfterS: 1,
     analysisClaimTtlMs: 600_000,
+    rateLimitPoints: 600,
+    rateLimitWindowS: 60,
+    trustProxyHops: 0,
   };
 }
 
@@ -112,6 +120,9 @@ const variables = {
   FLUSH_BACKOFF_MAX_MS: { field: 'flushBackoffMaxMs', schema: int(10, 3_600_000) },
   RETRY_AFTER_S: { field: 'retryAfterS', schema: int(1, 3600) },
   ANALYSIS_CLAIM_TTL_MS: { field: 'analysisClaimTtlMs', schema: int(1000, 7 * 86_400_000) },
+  RATE_LIMIT_POINTS: { field: 'rateLimitPoints', schema: int(0, 1_000_000_000) },
+  RATE_LIMIT_WINDOW_S: { field: 'rateLimitWindowS', schema: int(1, 86400) },
+  TRUST_PROXY_HOPS: { field: 'trustProxyHops', schema: int(0, 10) },
 } as const satisfies Record<string, { field: keyof Config; schema: z.ZodType }>;
 
 export const CONFIG_VARIABLES = Object.keys(variables) as (keyof typeof variables)[];

@@ -56,6 +56,11 @@ export class KeySchema {
     return `{${this.prefix}:q}`;
   }
 
+  /** Prefix of the shared rate limiter's counters (rate-limiter-flexible appends the client id). */
+  rateLimitPrefix(): string {
+    return `${this.prefix}:rl`;
+  }
+
   /** Where the flusher records its last successful flush (for /v1/admin/buffer). */
   flusherStatus(): string {
     return `${this.prefix}:flusher:status`;

@@ -44,6 +44,8 @@ export function useTestContext(overrides: Partial<Config> = {}): TestContext {
       redisUrl: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
       keyPrefix: randomPrefix(),
       logLevel: 'silent',
+      // Off unless a test is about it: many requests come from one client here.
+      rateLimitPoints: 0,
       ...overrides,
     };
     Object.assign(ctx, { config, db, redis: new Redis(config.redisUrl), keys: new KeySchema(config.keyPrefix) });
@@ -72,6 +74,8 @@ export function contextEnv(config: Config, extra: Record<string, string> = {}): 
     LOCK_TTL_MS: String(config.lockTtlMs),
     MAX_BUFFER_DEPTH: String(config.maxBufferDepth),
     WRITE_MODE: config.writeMode,
+    RATE_LIMIT_POINTS: String(config.rateLimitPoints),
+    RATE_LIMIT_WINDOW_S: String(config.rateLimitWindowS),
     LOG_LEVEL: process.env.TEST_CHILD_LOG_LEVEL ?? 'info',
     ...(config.adminToken ? { ADMIN_TOKEN: config.adminToken } : {}),
     ...extra,

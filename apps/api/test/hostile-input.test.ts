@@ -1,0 +1,233 @@
+import { connect } from 'node:net';
+import { Writable } from 'node:stream';
+import type { AddressInfo } from 'node:net';
+import fc from 'fast-check';
+import { Redis } from 'ioredis';
+import { createLogger } from '@safepkg/core';
+import { pkg, pkgs, useTestContext } from '@safepkg/testkit';
+import { createApp } from '../src/app';
+import { ApiMetrics } from '../src/metrics';
+import { createHttpServer } from '../src/server';
+import { serveApp, type TestServer } from './helpers';
+
+const TOKEN = 'hostile-admin-token-0123456789';
+const ctx = useTestContext({ adminToken: TOKEN, bufferPartitions: 4 });
+let server: TestServer;
+beforeAll(async () => {
+  server = await serveApp(ctx);
+});
+afterAll(() => server.close());
+
+interface Envelope {
+  error: { code: string; message: string; details: { path: string; message: string }[] };
+}
+
+async function stateFingerprint(): Promise<string> {
+  const parts: string[] = [];
+  for (let p = 0; p < ctx.config.bufferPartitions; p++) {
+    const k = ctx.keys.partition(p);
+    parts.push(`${await ctx.redis.zcard(k.pending)}/${await ctx.redis.hlen(k.data)}/${await ctx.redis.get(k.seq)}`);
+  }
+  const { rows } = await ctx.db.pool.query<{ p: string; q: string }>(
+    'SELECT (SELECT count(*) FROM packages) AS p, (SELECT count(*) FROM analysis_queue) AS q',
+  );
+  return `${parts.join(',')}|${rows[0]?.p}|${rows[0]?.q}`;
+}
+
+const valid = () => pkg(Math.floor(Math.random() * 1e6), 'fuzz');
+
+/** A value of a JSON type other than the field's own, or an out-of-range one of the same. */
+const badName = fc.oneof(
+  fc.string().filter((s) => !/^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)+$/.test(s)),
+  fc.constantFrom("com.a'; DROP TABLE packages;--", 'com.a\u0000b', 'com..a', '.com.a', 'com.a.', 'Ω.app', 'com.a b'),
+  fc.constant(`com.${'a'.repeat(252)}`), // 256 characters
+  fc.integer(),
+  fc.constant(null),
+  fc.array(fc.string(), { maxLength: 2 }),
+);
+const badVersion = fc.oneof(
+  fc.integer({ max: -1 }),
+  fc.double({ noInteger: true }),
+  fc.constantFrom(2 ** 53, Number.MAX_VALUE, '42', null, true),
+);
+const badSignature = fc.oneof(
+  fc.string().filter((s) => !/^[0-9a-fA-F]{64}$/.test(s)),
+  fc.constantFrom('g'.repeat(64), 'a'.repeat(63), 'a'.repeat(65), "' OR 1=1 --".padEnd(64, 'a')),
+  fc.integer(),
+);
+
+/** Bodies that are invalid by construction: a valid body with at least one field broken. */
+const badBody = fc.oneof(
+  fc.record({ field: fc.constantFrom('name', 'versionCode', 'signature'), at: fc.nat(5), n: fc.integer({ min: 1, max: 6 }), name: badName, versionCode: badVersion, signature: badSignature }).map(
+    ({ field, at, n, ...bad }) => {
+      const packages = Array.from({ length: n }, (): Record<string, unknown> => ({ ...valid() }));
+      const i = at % n;
+      packages[i] = { ...packages[i], [field]: bad[field as keyof typeof bad] };
+      return { packages } as unknown;
+    },
+  ),
+  fc.record({ extra: fc.string({ minLength: 1, maxLength: 8 }) }).map(({ extra }) => ({ packages: [{ ...valid(), [`x${extra}`]: 1 }] })),
+  fc.record({ extra: fc.string({ minLength: 1, maxLength: 8 }) }).map(({ extra }) => ({ packages: [valid()], [`x${extra}`]: true })),
+  fc.constantFrom<unknown>({ packages: [] }, { packages: {} }, { packages: null }, {}, [], 'text', 42, null),
+  fc.jsonValue().filter((v) => !(typeof v === 'object' && v !== null && !Array.isArray(v) && 'packages' in v)),
+);
+
+test('10,000+ generated bad requests: never a 5xx, always the envelope, and no state changes', async () => {
+  const before = await stateFingerprint();
+  const bodies = fc.sample(badBody, { numRuns: 9_000, seed: 20261125 });
+  const raw = fc.sample(
+    fc.oneof(
+      fc.string().map((s) => ({ type: 'application/json', text: `{"packages": [${s}` })),
+      fc.string().map((s) => ({ type: 'text/plain', text: s })),
+      fc.constantFrom(
+        { type: 'application/x-www-form-urlencoded', text: 'packages=1' },
+        { type: 'application/json; charset=utf-16', text: '{}' },
+        { type: 'application/json', text: '' },
+      ),
+    ),
+    { numRuns: 1_200, seed: 7 },
+  );
+  const requests = [
+    ...bodies.map((b) => ({ type: 'application/json', text: JSON.stringify(b) })),
+    ...raw,
+  ];
+  expect(requests.length).toBeGreaterThanOrEqual(10_000);
+
+  const failures: string[] = [];
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 16 }, async () => {
+      while (next < requests.length) {
+        const r = requests[next++] as { type: string; text: string };
+        const res = await fetch(`${server.url}/v1/packages/check`, { method: 'POST', headers: { 'content-type': r.type }, body: r.text });
+        const body = (await res.json().catch(() => null)) as Envelope | null;
+        const ok =
+          [400, 413, 415].includes(res.status) &&
+          typeof body?.error?.code === 'string' &&
+          typeof body.error.message === 'string' &&
+          Array.isArray(body.error.details) &&
+          !JSON.stringify(body).includes('    at ');
+        if (!ok) failures.push(`${res.status} ${r.type} ${r.text.slice(0, 120)} -> ${JSON.stringify(body).slice(0, 200)}`);
+      }
+    }),
+  );
+  expect(failures.slice(0, 5)).toEqual([]);
+  expect(await stateFingerprint()).toBe(before);
+});
+
+test('valid edge cases are accepted: 1,000 packages, 255-character names, versions 0 and 2^53-1, duplicates, upper-case signatures', async () => {
+  const edge = [
+    { name: `a.${'b'.repeat(253)}`, versionCode: 0, signature: 'A'.repeat(64) },
+    { name: 'z.z', versionCode: Number.MAX_SAFE_INTEGER, signature: 'f'.repeat(64) },
+  ];
+  const packages = [...edge, ...pkgs(0, 996, 'edge'), edge[0], edge[1]];
+  expect(packages).toHaveLength(1000);
+  const res = await server.request('POST', '/v1/packages/check', { packages });
+  expect(res.status).toBe(200);
+  const results = (res.body as { results: { name: string; versionCode: number; signature: string; pending: boolean }[] }).results;
+  expect(results).toHaveLength(1000);
+  expect(results[0]).toMatchObject({ name: edge[0]!.name, versionCode: 0, signature: 'a'.repeat(64), pending: true });
+  expect(results[1]).toMatchObject({ versionCode: Number.MAX_SAFE_INTEGER, pending: true });
+  expect(results[998]).toEqual(results[0]);
+});
+
+test('injection-shaped input is refused by validation and never reaches SQL', async () => {
+  const res = await server.request('POST', '/v1/packages/check', {
+    packages: [{ name: "com.a'); DELETE FROM packages; --", versionCode: 1, signature: 'a'.repeat(64) }],
+  });
+  expect(res.status).toBe(400);
+  expect((res.body as Envelope).error.details.map((d) => d.path)).toEqual(['packages[0].name']);
+  const get = await server.request('GET', `/v1/packages/${encodeURIComponent("com.a' OR '1'='1")}/1/${'a'.repeat(64)}`);
+  expect(get.status).toBe(400);
+  const { rows } = await ctx.db.pool.query<{ n: string }>("SELECT count(*) AS n FROM pg_tables WHERE tablename = 'packages'");
+  expect(rows[0]?.n).toBe('1');
+});
+
+test('rate limit per client is shared by every pod: 429 with Retry-After past the limit, other clients unaffected', async () => {
+  const podA = await serveApp(ctx, { rateLimitPoints: 5, rateLimitWindowS: 60 });
+  const podB = await serveApp(ctx, { rateLimitPoints: 5, rateLimitWindowS: 60 });
+  try {
+    const body = { packages: [pkg(1, 'rl')] };
+    const statuses: number[] = [];
+    for (let i = 0; i < 6; i++) {
+      const pod = i % 2 ? podB : podA;
+      statuses.push((await pod.request('POST', '/v1/packages/check', body, { 'x-api-key': 'device-fleet-1' })).status);
+    }
+    expect(statuses).toEqual([200, 200, 200, 200, 200, 429]);
+    const limited = await podA.request('POST', '/v1/packages/check', body, { 'x-api-key': 'device-fleet-1' });
+    expect(limited.status).toBe(429);
+    expect(Number(limited.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    expect((limited.body as Envelope).error.code).toBe('rate_limited');
+    expect((await podB.request('POST', '/v1/packages/check', body, { 'x-api-key': 'device-fleet-2' })).status).toBe(200);
+  } finally {
+    await Promise.all([podA.close(), podB.close()]);
+  }
+});
+
+test('security headers are set; an internal failure answers a bare 500 envelope without internals', async () => {
+  const res = await fetch(`${server.url}/healthz`);
+  expect(res.headers.get('x-content-type-options')).toBe('nosniff');
+  expect(res.headers.get('x-powered-by')).toBeNull();
+
+  // A Redis client that never connects makes the admin buffer route fail inside.
+  const dead = new Redis({ port: 1, lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0 });
+  const broken = await serveApp(ctx, {}, { redis: dead });
+  try {
+    const r = await broken.request('GET', '/v1/admin/buffer', undefined, { authorization: `Bearer ${TOKEN}` });
+    expect(r.status).toBe(500);
+    expect(r.body).toEqual({ error: { code: 'internal', message: 'internal error', details: [] } });
+  } finally {
+    await broken.close();
+    dead.disconnect();
+  }
+});
+
+test('the authorization header and API keys never reach the logs', async () => {
+  let logged = '';
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      logged += chunk.toString();
+      done();
+    },
+  });
+  const app = createApp({
+    config: ctx.config,
+    pool: ctx.db.pool,
+    redis: ctx.redis,
+    logger: createLogger({ logLevel: 'info' }, 'test', sink),
+    metrics: new ApiMetrics({ defaultMetrics: false }),
+  });
+  const s = app.listen(0, '127.0.0.1');
+  await new Promise((r) => s.once('listening', r));
+  const url = `http://127.0.0.1:${(s.address() as AddressInfo).port}`;
+  await fetch(`${url}/v1/admin/buffer`, { headers: { authorization: `Bearer ${TOKEN}`, 'x-api-key': 'secret-device-key' } });
+  await new Promise((r) => s.close(r));
+  expect(logged).toContain('/v1/admin/buffer');
+  expect(logged).not.toContain(TOKEN);
+  expect(logged).not.toContain('secret-device-key');
+});
+
+test('a client that never finishes its headers is disconnected by the server', async () => {
+  const app = createApp({
+    config: ctx.config,
+    pool: ctx.db.pool,
+    redis: ctx.redis,
+    logger: createLogger({ logLevel: 'silent' }, 'test'),
+    metrics: new ApiMetrics({ defaultMetrics: false }),
+  });
+  const s = createHttpServer(app, { headersTimeoutMs: 300, requestTimeoutMs: 600, keepAliveTimeoutMs: 300, checkIntervalMs: 100 });
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+  try {
+    const socket = connect((s.address() as AddressInfo).port, '127.0.0.1');
+    const closed = new Promise<string>((resolve) => {
+      let answer = '';
+      socket.on('data', (d) => (answer += d.toString()));
+      socket.on('close', () => resolve(answer));
+    });
+    socket.write('POST /v1/packages/check HTTP/1.1\r\nHost: x\r\n'); // …and never the rest
+    const answer = await closed;
+    expect(answer === '' || answer.startsWith('HTTP/1.1 408')).toBe(true);
+  } finally {
+    await new Promise((r) => s.close(r));
+  }
+});
