@@ -231,3 +231,28 @@ test('a client that never finishes its headers is disconnected by the server', a
     await new Promise((r) => s.close(r));
   }
 });
+
+test('deeply nested JSON and prototype keys are refused with 400; nothing is polluted and the server stays up', async () => {
+  const before = await stateFingerprint();
+  const depth = 400_000; // ~800 kB: under the 1 MB limit, far deeper than any recursive walker survives
+  const nested = await fetch(`${server.url}/v1/packages/check`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: `{"packages":[${'['.repeat(depth)}${']'.repeat(depth)}]}`,
+  });
+  expect(nested.status).toBe(400);
+  expect(((await nested.json()) as Envelope).error.details.map((d) => d.path)).toEqual(['packages[0]']);
+
+  const proto = await fetch(`${server.url}/v1/packages/check`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: `{"packages":[{"name":"com.a.b","versionCode":1,"signature":"${'a'.repeat(64)}","__proto__":{"polluted":true}}],"constructor":{"prototype":{"polluted":true}}}`,
+  });
+  expect(proto.status).toBe(400);
+  const paths = ((await proto.json()) as Envelope).error.details.map((d) => d.path).sort();
+  expect(paths).toEqual(['constructor', 'packages[0].__proto__']);
+  expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+
+  expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
+  expect(await stateFingerprint()).toBe(before);
+});
