@@ -33,16 +33,23 @@ if #fresh > 0 then
     return {-1}
   end
   local seq = redis.call('INCRBY', KEYS[1], #fresh) - #fresh
-  local zargs, hargs = {}, {}
-  for _, i in ipairs(fresh) do
-    seq = seq + 1
-    zargs[#zargs + 1] = seq
-    zargs[#zargs + 1] = ARGV[2 * i]
-    hargs[#hargs + 1] = ARGV[2 * i]
-    hargs[#hargs + 1] = ARGV[2 * i + 1]
+  -- In chunks: Lua's unpack() fails beyond ~8,000 values, and a call may hold more.
+  local chunk = 500
+  for from = 1, #fresh, chunk do
+    local zargs, hargs = {}, {}
+    for j = from, math.min(from + chunk - 1, #fresh) do
+      local i = fresh[j]
+      seq = seq + 1
+      zargs[#zargs + 1] = seq
+      zargs[#zargs + 1] = ARGV[2 * i]
+      hargs[#hargs + 1] = ARGV[2 * i]
+      hargs[#hargs + 1] = ARGV[2 * i + 1]
+    end
+    redis.call('HSET', data, unpack(hargs))
+    redis.call('ZADD', pending, 'NX', unpack(zargs))
   end
-  redis.call('HSET', data, unpack(hargs))
-  redis.call('ZADD', pending, 'NX', unpack(zargs))
 end
 
-return {0, unpack(flags)}
+local reply = {0}
+for i = 1, n do reply[i + 1] = flags[i] end
+return reply

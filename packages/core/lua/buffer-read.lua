@@ -19,12 +19,17 @@ if #rows == 0 then return {} end
 
 local keys = {}
 for i = 1, #rows, 2 do keys[#keys + 1] = rows[i] end
-local payloads = redis.call('HMGET', KEYS[2], unpack(keys))
 
+-- HMGET in chunks: Lua's unpack() fails beyond ~8,000 values, and a batch may hold more.
 local out = {}
-for i = 1, #keys do
-  out[#out + 1] = keys[i]
-  out[#out + 1] = rows[2 * i]
-  out[#out + 1] = payloads[i] or ''
+local chunk = 1000
+for from = 1, #keys, chunk do
+  local to = math.min(from + chunk - 1, #keys)
+  local payloads = redis.call('HMGET', KEYS[2], unpack(keys, from, to))
+  for i = from, to do
+    out[#out + 1] = keys[i]
+    out[#out + 1] = rows[2 * i]
+    out[#out + 1] = payloads[i - from + 1] or ''
+  end
 end
 return out
