@@ -11,20 +11,27 @@ export class Backoff {
     private readonly baseMs: number,
     private readonly capMs: number,
     private readonly random: () => number = Math.random,
+    private readonly clock: () => number = Date.now,
   ) {}
 
   get consecutiveFailures(): number {
     return this.failures;
   }
 
-  ready(now = Date.now()): boolean {
+  /** The largest delay the next failure may choose. */
+  get ceilingMs(): number {
+    // The exponent is clamped so that a long outage cannot overflow to Infinity before the cap applies.
+    return Math.min(this.capMs, this.baseMs * 2 ** Math.min(this.failures + 1, 30));
+  }
+
+  ready(now = this.clock()): boolean {
     return now >= this.notBefore;
   }
 
   /** Records a failure; returns the delay chosen before the next attempt. */
-  fail(now = Date.now()): number {
+  fail(now = this.clock()): number {
+    const ceiling = this.ceilingMs;
     this.failures++;
-    const ceiling = Math.min(this.capMs, this.baseMs * 2 ** Math.min(this.failures, 30));
     const delay = Math.round(this.random() * ceiling);
     this.notBefore = now + delay;
     return delay;

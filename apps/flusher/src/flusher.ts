@@ -10,6 +10,8 @@ import {
   type RedisClient,
 } from '@safepkg/core';
 import { Backoff } from './backoff';
+import type { Checkpoint } from './crash-points';
+import { LeaseKeeper } from './lease-keeper';
 import type { FlusherMetrics } from './metrics';
 import { PartitionFlusher, type PartitionFlushResult } from './partition-flusher';
 
@@ -30,7 +32,9 @@ export interface FlusherDeps {
   logger: Logger;
   /** Test-only: skip the lease entirely (two flushers must still lose nothing). */
   leases?: boolean;
-  checkpoint?: (point: string) => void;
+  checkpoint?: Checkpoint;
+  /** Defaults to FLUSH_INTERVAL_MS doubling up to FLUSH_BACKOFF_MAX_MS; tests inject their clock and random source. */
+  backoff?: Backoff;
 }
 
 // Partitions beyond BUFFER_PARTITIONS are rare (a resize); look for them once a minute, not every tick.
@@ -57,7 +61,7 @@ export class Flusher {
       batchSize: deps.config.flushBatchSize,
       checkpoint: deps.checkpoint,
     });
-    this.backoff = new Backoff(deps.config.flushIntervalMs, deps.config.flushBackoffMaxMs);
+    this.backoff = deps.backoff ?? new Backoff(deps.config.flushIntervalMs, deps.config.flushBackoffMaxMs);
   }
 
   /** Lets the current batch finish, then stops at the next boundary. */
@@ -103,25 +107,20 @@ export class Flusher {
 
   /** Null when another flusher holds the partition's lease. */
   private async flushPartition(p: number): Promise<PartitionFlushResult | null> {
-    const { config, redis, keys, logger } = this.deps;
-    const useLease = this.deps.leases !== false;
-    const lease: PartitionLease | null = useLease
-      ? await Lease.acquire(redis, keys, p, config.lockTtlMs)
-      : { partition: p, renew: async () => true, release: async () => true };
+    const { config, redis, keys, logger, metrics } = this.deps;
+    const lease: PartitionLease | null =
+      this.deps.leases === false
+        ? { partition: p, renew: async () => true, release: async () => true }
+        : await Lease.acquire(redis, keys, p, config.lockTtlMs);
     if (!lease) return null;
-    this.deps.checkpoint?.('lease-held');
-    let lost = false;
-    // Renew during long batches too, so a slow COPY does not let the lease lapse under us.
-    const renewer = setInterval(() => {
-      lease.renew().then(
-        (ok) => {
-          if (!ok && useLease) lost = true;
-        },
-        () => undefined,
-      );
-    }, Math.max(100, Math.floor(config.lockTtlMs / 3)));
+    const keeper = new LeaseKeeper(lease, Math.max(100, Math.floor(config.lockTtlMs / 3)), (partition) => {
+      metrics.leaseLosses.inc();
+      logger.warn({ partition }, 'flush lease lost; stopping before the next PostgreSQL write');
+    });
+    keeper.start();
     try {
-      const r = await this.partitionFlusher.flush(lease, () => lost, () => this.stopping);
+      await this.deps.checkpoint?.('lease-held');
+      const r = await this.partitionFlusher.flush(keeper, () => this.stopping);
       if (r.rows > 0 || r.deadLettered > 0) {
         logger.info(
           { partition: p, rows: r.rows, newRows: r.newRows, deadLettered: r.deadLettered, batches: r.batches, ms: r.ms },
@@ -129,12 +128,8 @@ export class Flusher {
         );
       }
       return r;
-    } catch (err) {
-      if (err instanceof LeaseLostError) this.deps.metrics.leaseLosses.inc();
-      throw err;
     } finally {
-      clearInterval(renewer);
-      await lease.release().catch(() => undefined);
+      await keeper.close();
     }
   }
 

@@ -6,8 +6,8 @@ import {
   type NewPackage,
   type PackageStore,
   type RedisBuffer,
-  type PartitionLease,
 } from '@safepkg/core';
+import type { Checkpoint } from './crash-points';
 import type { FlusherMetrics } from './metrics';
 
 export interface PartitionFlushResult {
@@ -33,8 +33,21 @@ export interface PartitionFlusherDeps {
   logger: Logger;
   batchSize: number;
   /** Called at named points of the protocol; fault tests crash the process there. */
-  checkpoint?: (point: string) => void;
+  checkpoint?: Checkpoint;
 }
+
+/** The lease as the protocol needs it: renewed between batches, checked before every write. */
+export interface HeldLease {
+  readonly partition: number;
+  renew(): Promise<boolean>;
+  /** Throws LeaseLostError if the lease is known to be lost. */
+  assertHeld(): void;
+}
+
+// Compare-and-delete runs in chunks: each chunk is one atomic script, and a bounded chunk keeps one
+// script from blocking every other Redis client for the milliseconds a 10k-entry batch would take.
+// A batch is always confirmed in at least two calls so that the mid-confirm fault point exists.
+const CONFIRM_CHUNK = 1000;
 
 /**
  * The flush protocol of one partition while holding its lease: snapshot seq, then
@@ -45,7 +58,7 @@ export interface PartitionFlusherDeps {
 export class PartitionFlusher {
   constructor(private readonly deps: PartitionFlusherDeps) {}
 
-  async flush(lease: PartitionLease, isLeaseLost: () => boolean, shouldStop: () => boolean): Promise<PartitionFlushResult> {
+  async flush(lease: HeldLease, shouldStop: () => boolean): Promise<PartitionFlushResult> {
     const { buffer, batchSize } = this.deps;
     const p = lease.partition;
     const started = Date.now();
@@ -55,10 +68,9 @@ export class PartitionFlusher {
     for (;;) {
       const batch = await buffer.read(p, after, snapshot, batchSize);
       if (batch.length === 0) break;
-      this.deps.checkpoint?.('after-read');
-      if (isLeaseLost()) throw new LeaseLostError(p);
+      await this.deps.checkpoint?.('after-read');
       const end = this.deps.metrics.batchDuration.startTimer();
-      await this.write(p, batch, result);
+      await this.write(lease, batch, result);
       end();
       result.batches++;
       after = (batch[batch.length - 1] as BufferEntry).score;
@@ -69,7 +81,8 @@ export class PartitionFlusher {
     return result;
   }
 
-  private async write(p: number, entries: BufferEntry[], result: PartitionFlushResult): Promise<void> {
+  private async write(lease: HeldLease, entries: BufferEntry[], result: PartitionFlushResult): Promise<void> {
+    const p = lease.partition;
     const rows: NewPackage[] = [];
     const valid: BufferEntry[] = [];
     const malformed: BufferEntry[] = [];
@@ -82,12 +95,15 @@ export class PartitionFlusher {
       }
     }
     if (malformed.length > 0) await this.deadLetter(p, malformed, { code: 'malformed_key', message: 'not a package key' }, result);
-    await this.writeIsolating(p, valid, rows, result);
+    await this.writeIsolating(lease, valid, rows, result);
   }
 
   /** Writes the batch; if PostgreSQL refuses it for its data, halves it until the bad rows stand alone. */
-  private async writeIsolating(p: number, entries: BufferEntry[], rows: NewPackage[], result: PartitionFlushResult) {
+  private async writeIsolating(lease: HeldLease, entries: BufferEntry[], rows: NewPackage[], result: PartitionFlushResult) {
     if (entries.length === 0) return;
+    const p = lease.partition;
+    // Checked before every PostgreSQL write, halves included: a flusher that lost its lease writes nothing more.
+    lease.assertHeld();
     let inserted: number;
     try {
       inserted = (await this.deps.store.insertBatch(rows)).length;
@@ -99,16 +115,25 @@ export class PartitionFlusher {
         return;
       }
       const mid = entries.length >> 1;
-      await this.writeIsolating(p, entries.slice(0, mid), rows.slice(0, mid), result);
-      await this.writeIsolating(p, entries.slice(mid), rows.slice(mid), result);
+      await this.writeIsolating(lease, entries.slice(0, mid), rows.slice(0, mid), result);
+      await this.writeIsolating(lease, entries.slice(mid), rows.slice(mid), result);
       return;
     }
-    this.deps.checkpoint?.('after-commit');
-    await this.deps.buffer.confirm(p, entries);
+    await this.deps.checkpoint?.('after-commit');
+    await this.confirm(p, entries);
     result.rows += entries.length;
     result.newRows += inserted;
     this.deps.metrics.rows.inc(entries.length);
     this.deps.metrics.newRows.inc(inserted);
+  }
+
+  /** Compare-and-delete of a committed batch; a crash between chunks leaves the rest pending, to be re-flushed idempotently. */
+  private async confirm(p: number, entries: BufferEntry[]): Promise<void> {
+    const chunk = Math.max(1, Math.min(CONFIRM_CHUNK, Math.ceil(entries.length / 2)));
+    for (let i = 0; i < entries.length; i += chunk) {
+      if (i > 0) await this.deps.checkpoint?.('mid-confirm');
+      await this.deps.buffer.confirm(p, entries.slice(i, i + chunk));
+    }
   }
 
   private async deadLetter(
