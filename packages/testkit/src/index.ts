@@ -4,3 +4,4 @@ export * from './packages';
 export * from './processes';
 export * from './apps';
 export * from './redis-cluster';
+export * from './postgres-server';
