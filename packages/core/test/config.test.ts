@@ -1,0 +1,219 @@
+import { CONFIG_VARIABLES, ConfigError, configDefaults, loadConfig, type Config } from '@safepkg/core';
+
+function failure(env: NodeJS.ProcessEnv): ConfigError {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigError) return err;
+    throw err;
+  }
+  throw new Error('loadConfig accepted an invalid environment');
+}
+
+const badVariables = (err: ConfigError) => [...new Set(err.details.map((d) => d.path))].sort();
+
+test('an empty environment gives exactly configDefaults(), and the documented defaults', () => {
+  expect(loadConfig({})).toEqual(configDefaults());
+  expect(configDefaults()).toMatchObject({
+    databaseUrl: 'postgres://localhost:5432/safepkg',
+    redisUrl: 'redis://127.0.0.1:6379',
+    redisClusterNodes: null,
+    adminToken: null,
+    keyPrefix: 'safepkg',
+    bufferPartitions: 16,
+    flushIntervalMs: 1000,
+    flushBatchSize: 10000,
+    lockTtlMs: 30000,
+    cacheTtlS: 3600,
+    maxBufferDepth: 5_000_000,
+    writeMode: 'buffered',
+  });
+  // Defaults are a fresh object each time: a caller mutating one cannot change another's.
+  const a = configDefaults();
+  a.bufferPartitions = 1;
+  expect(configDefaults().bufferPartitions).toBe(16);
+});
+
+test('empty variables take their default', () => {
+  expect(loadConfig({ PORT: '', BUFFER_PARTITIONS: '', WRITE_MODE: '' })).toEqual(configDefaults());
+});
+
+test('every variable is parsed into its field', () => {
+  const env: Record<string, string> = {
+    DATABASE_URL: 'postgresql://u@db:5433/x',
+    REDIS_URL: 'rediss://cache:6380/2',
+    REDIS_CLUSTER_NODES: 'r1:7000,r2:7001',
+    PORT: '9000',
+    FLUSHER_PORT: '9001',
+    ADMIN_TOKEN: 'a-token-of-16-chars',
+    KEY_PREFIX: 'Pfx_1-a',
+    BUFFER_PARTITIONS: '64',
+    FLUSH_INTERVAL_MS: ' 250 ',
+    FLUSH_BATCH_SIZE: '5000',
+    LOCK_TTL_MS: '10000',
+    CACHE_TTL_S: '60',
+    MAX_BUFFER_DEPTH: '1000000',
+    WRITE_MODE: 'direct',
+    LOG_LEVEL: 'debug',
+    PG_STATEMENT_TIMEOUT_MS: '5000',
+    PG_POOL_SIZE: '20',
+    FLUSH_BACKOFF_MAX_MS: '60000',
+    RETRY_AFTER_S: '5',
+    ANALYSIS_CLAIM_TTL_MS: '120000',
+    RATE_LIMIT_POINTS: '0',
+    RATE_LIMIT_WINDOW_S: '30',
+    TRUST_PROXY_HOPS: '2',
+  };
+  // The test covers every variable loadConfig knows: a new one must be added here too.
+  expect(Object.keys(env).sort()).toEqual([...CONFIG_VARIABLES].sort());
+  const expected: Config = {
+    databaseUrl: 'postgresql://u@db:5433/x',
+    redisUrl: 'rediss://cache:6380/2',
+    redisClusterNodes: [
+      { host: 'r1', port: 7000 },
+      { host: 'r2', port: 7001 },
+    ],
+    port: 9000,
+    flusherPort: 9001,
+    adminToken: 'a-token-of-16-chars',
+    keyPrefix: 'Pfx_1-a',
+    bufferPartitions: 64,
+    flushIntervalMs: 250,
+    flushBatchSize: 5000,
+    lockTtlMs: 10000,
+    cacheTtlS: 60,
+    maxBufferDepth: 1_000_000,
+    writeMode: 'direct',
+    logLevel: 'debug',
+    pgStatementTimeoutMs: 5000,
+    pgPoolSize: 20,
+    flushBackoffMaxMs: 60000,
+    retryAfterS: 5,
+    analysisClaimTtlMs: 120000,
+    rateLimitPoints: 0,
+    rateLimitWindowS: 30,
+    trustProxyHops: 2,
+  };
+  expect(loadConfig(env)).toEqual(expected);
+  // Every field is reachable from some variable (none is a default nobody can change).
+  expect(Object.keys(expected).sort()).toEqual(Object.keys(configDefaults()).sort());
+});
+
+test('invalid values fail at once, naming every bad variable', () => {
+  const err = failure({
+    DATABASE_URL: 'mysql://db/x',
+    REDIS_URL: 'http://cache',
+    PORT: '70000',
+    FLUSHER_PORT: 'eighty',
+    ADMIN_TOKEN: 'short',
+    KEY_PREFIX: 'has:colon',
+    BUFFER_PARTITIONS: '0',
+    FLUSH_INTERVAL_MS: '1.5',
+    FLUSH_BATCH_SIZE: '-1',
+    LOCK_TTL_MS: '999',
+    CACHE_TTL_S: '1e3',
+    MAX_BUFFER_DEPTH: '0x10',
+    WRITE_MODE: 'fast',
+    LOG_LEVEL: 'INFO',
+    REDIS_CLUSTER_NODES: 'r1',
+    // A valid one among them is not reported.
+    RETRY_AFTER_S: '2',
+  });
+  expect(err.code).toBe('invalid_config');
+  expect(badVariables(err)).toEqual(
+    [
+      'DATABASE_URL',
+      'REDIS_URL',
+      'PORT',
+      'FLUSHER_PORT',
+      'ADMIN_TOKEN',
+      'KEY_PREFIX',
+      'BUFFER_PARTITIONS',
+      'FLUSH_INTERVAL_MS',
+      'FLUSH_BATCH_SIZE',
+      'LOCK_TTL_MS',
+      'CACHE_TTL_S',
+      'MAX_BUFFER_DEPTH',
+      'WRITE_MODE',
+      'LOG_LEVEL',
+      'REDIS_CLUSTER_NODES',
+    ].sort(),
+  );
+  for (const name of badVariables(err)) expect(err.message).toContain(`${name}:`);
+  expect(err.details.every((d) => d.message.length > 0)).toBe(true);
+});
+
+test.each([
+  ['PORT', '65535', 65535],
+  ['PORT', '0', 0],
+  ['BUFFER_PARTITIONS', '1024', 1024],
+  ['FLUSH_BATCH_SIZE', '100000', 100000],
+  ['LOCK_TTL_MS', '1000', 1000],
+])('range bound %s=%s is accepted', (name, value, parsed) => {
+  const key = {
+    PORT: 'port',
+    BUFFER_PARTITIONS: 'bufferPartitions',
+    FLUSH_BATCH_SIZE: 'flushBatchSize',
+    LOCK_TTL_MS: 'lockTtlMs',
+  }[name] as keyof Config;
+  expect(loadConfig({ [name]: value })[key]).toBe(parsed);
+});
+
+test.each([
+  ['PORT', '65536'],
+  ['BUFFER_PARTITIONS', '1025'],
+  ['FLUSH_BATCH_SIZE', '100001'],
+  ['FLUSH_INTERVAL_MS', '9'],
+  ['MAX_BUFFER_DEPTH', '99999999999999999999'],
+  ['PG_POOL_SIZE', ' '],
+  ['KEY_PREFIX', 'x'.repeat(33)],
+  ['KEY_PREFIX', 'a*b'],
+])('out-of-range or malformed %s=%j is refused', (name, value) => {
+  expect(badVariables(failure({ [name]: value }))).toEqual([name]);
+});
+
+test('variables loadConfig does not know are ignored, whatever their prefix', () => {
+  // As implemented: only the listed variables are read, so a process environment full of
+  // unrelated variables (PATH, KUBERNETES_*, …) never fails; a misspelt one is not caught.
+  expect(
+    loadConfig({
+      SAFEPKG_ANYTHING: 'x',
+      FLUSH_INTERVAL: 'not-a-number',
+      REDIS_CLUSTER: 'x',
+      KUBERNETES_SERVICE_HOST: '10.0.0.1',
+      PATH: '/usr/bin',
+    }),
+  ).toEqual(configDefaults());
+});
+
+describe('REDIS_CLUSTER_NODES', () => {
+  test('parses a comma-separated host:port list, tolerating spaces and empty items', () => {
+    expect(
+      loadConfig({ REDIS_CLUSTER_NODES: ' 10.0.0.1:7000 , redis-2.svc:7001,, ' }).redisClusterNodes,
+    ).toEqual([
+      { host: '10.0.0.1', port: 7000 },
+      { host: 'redis-2.svc', port: 7001 },
+    ]);
+  });
+
+  test('a single node is a cluster too; REDIS_URL keeps its default beside it', () => {
+    const config = loadConfig({ REDIS_CLUSTER_NODES: 'r:6379' });
+    expect(config.redisClusterNodes).toEqual([{ host: 'r', port: 6379 }]);
+    expect(config.redisUrl).toBe(configDefaults().redisUrl);
+  });
+
+  test.each([['r1'], ['r1:'], [':7000'], ['r1:70000'], ['r1:7000,r2'], [','], ['r1:abc']])(
+    '%j is refused',
+    (value) => {
+      const err = failure({ REDIS_CLUSTER_NODES: value });
+      expect(badVariables(err)).toEqual(['REDIS_CLUSTER_NODES']);
+    },
+  );
+
+  test('every bad node is named in the message', () => {
+    const err = failure({ REDIS_CLUSTER_NODES: 'good:1,bad1,bad2:99999' });
+    expect(err.message).toContain('"bad1"');
+    expect(err.message).toContain('"bad2:99999"');
+    expect(err.message).not.toContain('"good:1"');
+  });
+});
