@@ -20,6 +20,7 @@ import { ApiMetrics } from './metrics';
 import { adminRouter } from './routes/admin';
 import { evaluationsRouter } from './routes/evaluations';
 import { healthRouter } from './routes/health';
+import { openApiRouter } from './routes/openapi';
 import { packagesRouter } from './routes/packages';
 import { rateLimit } from './rate-limit';
 
@@ -85,6 +86,7 @@ export function createApp(deps: AppDeps): Express {
   app.use(express.json({ limit: '1mb', strict: true, type: 'application/json' }));
 
   app.use(healthRouter({ pool, redis, registry: metrics.registry }));
+  app.use(openApiRouter());
   const limiter = rateLimit({
     redis,
     keyPrefix: keys.rateLimitPrefix(),

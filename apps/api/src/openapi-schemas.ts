@@ -1,0 +1,308 @@
+import { MAX_NAME_LENGTH, MAX_PACKAGES_PER_REQUEST } from '@safepkg/core';
+
+/** A JSON value: what an OpenAPI document (and each schema in it) is made of. */
+export type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
+export type JsonObject = { [key: string]: Json };
+
+export const ref = (name: string): JsonObject => ({ $ref: `#/components/schemas/${name}` });
+
+const EXAMPLE_SIGNATURE = '9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08';
+const iso = { type: 'string', format: 'date-time' } as const;
+
+// Patterns are the ones the API validates with (packages/core/src/package-key.ts), as strings.
+const packageFields: JsonObject = {
+  name: {
+    type: 'string',
+    maxLength: MAX_NAME_LENGTH,
+    pattern: '^[A-Za-z][A-Za-z0-9_]*(\\.[A-Za-z][A-Za-z0-9_]*)+$',
+    description: 'Android application id',
+    examples: ['com.example.app'],
+  },
+  versionCode: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER, examples: [42] },
+  signature: {
+    type: 'string',
+    pattern: '^[0-9a-fA-F]{64}$',
+    description: 'SHA-256 of the signing certificate; answered lower-case',
+    examples: [EXAMPLE_SIGNATURE],
+  },
+};
+
+const resultRequired = [
+  'name',
+  'versionCode',
+  'signature',
+  'status',
+  'threatIndex',
+  'source',
+  'known',
+  'pending',
+  'firstSeenAt',
+];
+const resultProperties: JsonObject = {
+  ...packageFields,
+  signature: { type: 'string', pattern: '^[0-9a-f]{64}$' },
+  status: { enum: ['safe', 'malicious', 'suspicious', 'unknown'] },
+  threatIndex: { type: ['number', 'null'], minimum: 0, maximum: 1 },
+  source: { enum: ['manual', 'model', null] },
+  known: { type: 'boolean', description: 'the package is in PostgreSQL' },
+  pending: { type: 'boolean', description: 'the package is in the buffer, not yet flushed' },
+  firstSeenAt: {
+    ...iso,
+    type: ['string', 'null'],
+    description: 'when a device first reported it; null until it is stored',
+  },
+};
+
+/** components.schemas: JSON Schema 2020-12, the dialect of OpenAPI 3.1. */
+export const componentSchemas: JsonObject = {
+  PackageRef: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['name', 'versionCode', 'signature'],
+    properties: packageFields,
+  },
+  CheckRequest: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['packages'],
+    properties: {
+      packages: { type: 'array', minItems: 1, maxItems: MAX_PACKAGES_PER_REQUEST, items: ref('PackageRef') },
+    },
+  },
+  PackageResult: {
+    type: 'object',
+    additionalProperties: false,
+    required: resultRequired,
+    properties: resultProperties,
+  },
+  CheckResponse: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['results', 'degraded'],
+    properties: {
+      results: {
+        type: 'array',
+        items: ref('PackageResult'),
+        description: 'one per requested package, in request order',
+      },
+      degraded: {
+        type: 'boolean',
+        description: 'Redis or PostgreSQL did not answer and the answer was given without it',
+      },
+    },
+  },
+  SinglePackageResponse: {
+    type: 'object',
+    additionalProperties: false,
+    required: [...resultRequired, 'degraded'],
+    properties: { ...resultProperties, degraded: { type: 'boolean' } },
+  },
+  Evaluation: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['name', 'versionCode', 'signature', 'verdict', 'source', 'threatIndex'],
+    properties: {
+      ...packageFields,
+      verdict: { enum: ['safe', 'malicious', 'suspicious'] },
+      source: { enum: ['manual', 'model'] },
+      threatIndex: { type: 'number', minimum: 0, maximum: 1 },
+    },
+  },
+  EvaluationsRequest: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['evaluations'],
+    properties: {
+      evaluations: {
+        type: 'array',
+        minItems: 1,
+        maxItems: MAX_PACKAGES_PER_REQUEST,
+        items: ref('Evaluation'),
+      },
+    },
+  },
+  EvaluationsResponse: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['accepted'],
+    properties: { accepted: { type: 'integer', minimum: 0 } },
+  },
+  ClaimRequest: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['limit'],
+    properties: { limit: { type: 'integer', minimum: 1, maximum: 1000 } },
+  },
+  ClaimResponse: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['packages'],
+    properties: {
+      packages: {
+        type: 'array',
+        items: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['name', 'versionCode', 'signature', 'firstSeenAt', 'claimedUntil', 'attempts'],
+          properties: {
+            ...packageFields,
+            firstSeenAt: iso,
+            claimedUntil: {
+              ...iso,
+              description: 'the package is handed out again after this unless evaluated',
+            },
+            attempts: { type: 'integer', minimum: 1 },
+          },
+        },
+      },
+    },
+  },
+  PartitionStats: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['partition', 'depth', 'oldestPendingAgeMs', 'deadLetters'],
+    properties: {
+      partition: { type: 'integer', minimum: 0 },
+      depth: { type: 'integer', minimum: 0 },
+      oldestPendingAgeMs: { type: ['integer', 'null'], minimum: 0 },
+      deadLetters: { type: 'integer', minimum: 0 },
+    },
+  },
+  BufferResponse: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['partitions', 'depth', 'deadLetters', 'oldestPendingAgeMs', 'lastFlush'],
+    properties: {
+      partitions: { type: 'array', items: ref('PartitionStats') },
+      depth: { type: 'integer', minimum: 0 },
+      deadLetters: { type: 'integer', minimum: 0 },
+      oldestPendingAgeMs: { type: ['integer', 'null'], minimum: 0 },
+      lastFlush: {
+        oneOf: [
+          { type: 'null' },
+          {
+            type: 'object',
+            required: ['at', 'rows', 'newRows', 'deadLettered', 'ms'],
+            properties: {
+              at: iso,
+              rows: { type: 'integer', minimum: 0 },
+              newRows: { type: 'integer', minimum: 0 },
+              deadLettered: { type: 'integer', minimum: 0 },
+              ms: { type: 'number', minimum: 0 },
+            },
+          },
+        ],
+        description: 'the last flush tick that moved rows, as the flusher recorded it',
+      },
+    },
+  },
+  FlushResponse: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['scheduled'],
+    properties: { scheduled: { const: true } },
+  },
+  DeadLetter: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['key', 'partition', 'firstSeenAt', 'error', 'deadAt'],
+    properties: {
+      key: { type: 'string', description: 'packageKey `<name>:<versionCode>:<signature>`' },
+      partition: { type: 'integer', minimum: 0 },
+      firstSeenAt: iso,
+      error: {
+        type: 'object',
+        required: ['code', 'message'],
+        properties: { code: { type: 'string' }, message: { type: 'string' } },
+        description: 'what PostgreSQL said (SQLSTATE and message)',
+      },
+      deadAt: iso,
+    },
+  },
+  DeadLettersResponse: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['deadLetters'],
+    properties: { deadLetters: { type: 'array', items: ref('DeadLetter') } },
+  },
+  RedriveRequest: {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      keys: {
+        type: 'array',
+        maxItems: 10000,
+        items: { type: 'string', maxLength: 400 },
+        description: 'all dead letters when omitted',
+      },
+    },
+  },
+  RedriveResponse: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['redriven'],
+    properties: { redriven: { type: 'integer', minimum: 0 } },
+  },
+  Health: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['status'],
+    properties: { status: { const: 'ok' } },
+  },
+  Readiness: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['status', 'checks'],
+    properties: {
+      status: {
+        enum: ['ready', 'degraded', 'not_ready'],
+        description: 'degraded: one of Redis/PostgreSQL is down and the API answers without it (still 200)',
+      },
+      checks: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['postgres', 'redis'],
+        properties: { postgres: { type: 'boolean' }, redis: { type: 'boolean' } },
+      },
+    },
+  },
+  ErrorEnvelope: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['error'],
+    properties: {
+      error: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['code', 'message', 'details'],
+        properties: {
+          code: { type: 'string', description: 'stable machine-readable code' },
+          message: { type: 'string', description: 'for humans; may change' },
+          details: {
+            type: 'array',
+            items: {
+              type: 'object',
+              additionalProperties: false,
+              required: ['path', 'message'],
+              properties: {
+                path: { type: 'string', examples: ['packages[3].signature'] },
+                message: { type: 'string' },
+              },
+            },
+          },
+        },
+      },
+    },
+  },
+};
+
+/** The envelope with its `code` pinned to the codes a status can carry. */
+export function errorSchema(codes: readonly string[]): JsonObject {
+  return {
+    allOf: [ref('ErrorEnvelope')],
+    type: 'object',
+    properties: { error: { type: 'object', properties: { code: { enum: [...codes] } } } },
+  };
+}
+
+export const examplePackage = { name: 'com.example.app', versionCode: 42, signature: EXAMPLE_SIGNATURE };

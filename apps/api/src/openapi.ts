@@ -1,0 +1,349 @@
+import { componentSchemas, errorSchema, examplePackage, ref, type JsonObject } from './openapi-schemas';
+
+const json = (schema: JsonObject, example?: JsonObject): JsonObject => ({
+  'application/json': example ? { schema, examples: { example: { value: example } } } : { schema },
+});
+
+const retryAfter: JsonObject = {
+  'Retry-After': { description: 'seconds to wait before retrying', schema: { type: 'integer', minimum: 1 } },
+};
+
+const errorExample = (code: string, message: string, details: JsonObject[] = []): JsonObject => ({
+  error: { code, message, details },
+});
+
+/** components.responses: every error the API answers, each with the envelope and its codes. */
+const errorResponses: JsonObject = {
+  BadRequest: {
+    description: 'invalid input: every bad field is listed in details; nothing was buffered or stored',
+    content: json(
+      errorSchema(['invalid_request']),
+      errorExample('invalid_request', 'request is invalid', [
+        { path: 'packages[0].signature', message: 'must be 64 hexadecimal characters (SHA-256)' },
+      ]),
+    ),
+  },
+  Unauthorized: {
+    description: 'missing or wrong admin bearer token',
+    headers: { 'WWW-Authenticate': { schema: { const: 'Bearer' } } },
+    content: json(
+      errorSchema(['unauthorized']),
+      errorExample('unauthorized', 'a valid admin bearer token is required'),
+    ),
+  },
+  NotFound: {
+    description: 'no such package, no such route, or the admin API is disabled (ADMIN_TOKEN not set)',
+    content: json(errorSchema(['not_found']), errorExample('not_found', 'package was never seen')),
+  },
+  PayloadTooLarge: {
+    description: 'request body over 1 MB',
+    content: json(
+      errorSchema(['payload_too_large']),
+      errorExample('payload_too_large', 'request body exceeds 1 MB'),
+    ),
+  },
+  UnsupportedMediaType: {
+    description: 'a body that is not application/json (UTF-8)',
+    content: json(
+      errorSchema(['unsupported_media_type']),
+      errorExample('unsupported_media_type', 'Content-Type must be application/json'),
+    ),
+  },
+  RateLimited: {
+    description:
+      'this client (X-Api-Key, else IP) is over RATE_LIMIT_POINTS per RATE_LIMIT_WINDOW_S, counted across every pod',
+    headers: retryAfter,
+    content: json(
+      errorSchema(['rate_limited']),
+      errorExample('rate_limited', 'too many requests from this client; retry later'),
+    ),
+  },
+  BufferFullOrUnavailable: {
+    description:
+      'buffer_full: a buffer partition is at its share of MAX_BUFFER_DEPTH (what was buffered before stays valid); ' +
+      'unavailable: neither Redis nor PostgreSQL can take the request. A retry is idempotent.',
+    headers: retryAfter,
+    content: json(
+      errorSchema(['buffer_full', 'unavailable']),
+      errorExample('buffer_full', 'buffer partition(s) 3 are full; retry later'),
+    ),
+  },
+  Unavailable: {
+    description: 'a dependency the request needs does not answer; retry later',
+    headers: retryAfter,
+    content: json(
+      errorSchema(['unavailable']),
+      errorExample('unavailable', 'neither Redis nor PostgreSQL is answering'),
+    ),
+  },
+  Internal: {
+    description: 'an unexpected failure; the body never carries internals',
+    content: json(errorSchema(['internal']), errorExample('internal', 'internal error')),
+  },
+};
+
+const use = (name: string): JsonObject => ({ $ref: `#/components/responses/${name}` });
+
+/** Responses every /v1 operation can give besides its own (the rate limiter and the error handler). */
+const v1Common: JsonObject = { '429': use('RateLimited'), '500': use('Internal') };
+/** express.json reads any JSON body before routing: malformed → 400, over 1 MB → 413. */
+const bodyErrors: JsonObject = { '400': use('BadRequest'), '413': use('PayloadTooLarge') };
+const jsonOnly: JsonObject = { ...bodyErrors, '415': use('UnsupportedMediaType') };
+const adminCommon: JsonObject = { ...v1Common, '401': use('Unauthorized'), '404': use('NotFound') };
+const admin = { tags: ['admin'], security: [{ adminToken: [] }] };
+
+const body = (schema: string, example: JsonObject, required = true): JsonObject => ({
+  required,
+  content: json(ref(schema), example),
+});
+const ok = (description: string, schema: string, example?: JsonObject): JsonObject => ({
+  description,
+  content: json(ref(schema), example),
+});
+
+const exampleResult = {
+  ...examplePackage,
+  status: 'unknown',
+  threatIndex: null,
+  source: null,
+  known: false,
+  pending: true,
+  firstSeenAt: null,
+};
+
+function paths(): JsonObject {
+  return {
+    '/v1/packages/check': {
+      post: {
+        operationId: 'checkPackages',
+        tags: ['packages'],
+        summary: 'What is known about each package; buffers the ones never seen',
+        description:
+          'Answers 1 … 1000 packages in request order (duplicates answered once each). Packages unknown to the ' +
+          'cache and PostgreSQL are buffered in Redis for the flusher; the API never writes PostgreSQL here ' +
+          'unless Redis is down. `degraded: true` when Redis or PostgreSQL did not answer.',
+        requestBody: body('CheckRequest', { packages: [examplePackage] }),
+        responses: {
+          '200': ok('one result per requested package', 'CheckResponse', {
+            results: [exampleResult],
+            degraded: false,
+          }),
+          ...jsonOnly,
+          ...v1Common,
+          '503': use('BufferFullOrUnavailable'),
+        },
+      },
+    },
+    '/v1/packages/{name}/{versionCode}/{signature}': {
+      get: {
+        operationId: 'getPackage',
+        tags: ['packages'],
+        summary: 'One package, read-only (buffers nothing)',
+        parameters: [
+          {
+            name: 'name',
+            in: 'path',
+            required: true,
+            schema: { type: 'string', maxLength: 255 },
+            example: examplePackage.name,
+          },
+          {
+            name: 'versionCode',
+            in: 'path',
+            required: true,
+            schema: { type: 'integer', minimum: 0 },
+            example: examplePackage.versionCode,
+          },
+          {
+            name: 'signature',
+            in: 'path',
+            required: true,
+            schema: { type: 'string', pattern: '^[0-9a-fA-F]{64}$' },
+            example: examplePackage.signature,
+          },
+        ],
+        responses: {
+          '200': ok('the package, stored or pending', 'SinglePackageResponse', {
+            ...exampleResult,
+            degraded: false,
+          }),
+          '400': use('BadRequest'),
+          '404': use('NotFound'),
+          ...v1Common,
+          '503': use('Unavailable'),
+        },
+      },
+    },
+    '/v1/admin/evaluations': {
+      post: {
+        ...admin,
+        operationId: 'recordEvaluations',
+        summary: 'Record verdicts; every pod answers the new status at once',
+        description:
+          'An evaluation of a package never seen inserts it. The status of a package is its latest manual evaluation, ' +
+          'else its latest model evaluation. Optional `X-Actor` header names who recorded it.',
+        parameters: [
+          {
+            name: 'X-Actor',
+            in: 'header',
+            required: false,
+            schema: { type: 'string', pattern: '^[A-Za-z0-9._@-]{1,64}$' },
+          },
+        ],
+        requestBody: body('EvaluationsRequest', {
+          evaluations: [{ ...examplePackage, verdict: 'malicious', source: 'manual', threatIndex: 0.97 }],
+        }),
+        responses: {
+          '200': ok('all evaluations recorded', 'EvaluationsResponse', { accepted: 1 }),
+          ...jsonOnly,
+          ...adminCommon,
+          '503': use('Unavailable'),
+        },
+      },
+    },
+    '/v1/admin/analysis/claim': {
+      post: {
+        ...admin,
+        operationId: 'claimAnalysis',
+        summary: 'Claim new packages waiting for analysis (lease-based, FOR UPDATE SKIP LOCKED)',
+        requestBody: body('ClaimRequest', { limit: 100 }),
+        responses: {
+          '200': ok('claimed packages, oldest first', 'ClaimResponse', { packages: [] }),
+          ...jsonOnly,
+          ...adminCommon,
+        },
+      },
+    },
+    '/v1/admin/buffer': {
+      get: {
+        ...admin,
+        operationId: 'bufferStats',
+        summary: 'Buffer depth, oldest pending age and dead letters per partition; the last flush',
+        responses: {
+          '200': ok('buffer state', 'BufferResponse', {
+            partitions: [{ partition: 0, depth: 12, oldestPendingAgeMs: 840, deadLetters: 0 }],
+            depth: 12,
+            deadLetters: 0,
+            oldestPendingAgeMs: 840,
+            lastFlush: { at: '2026-01-01T00:00:00.000Z', rows: 5000, newRows: 4100, deadLettered: 0, ms: 85 },
+          }),
+          ...adminCommon,
+        },
+      },
+    },
+    '/v1/admin/flush': {
+      post: {
+        ...admin,
+        operationId: 'requestFlush',
+        summary: 'Schedule a flush tick now',
+        responses: {
+          '202': ok('a flush job was queued', 'FlushResponse', { scheduled: true }),
+          ...bodyErrors,
+          ...adminCommon,
+        },
+      },
+    },
+    '/v1/admin/dead-letters': {
+      get: {
+        ...admin,
+        operationId: 'listDeadLetters',
+        summary: 'Entries PostgreSQL refused, with its error',
+        responses: { '200': ok('dead letters', 'DeadLettersResponse', { deadLetters: [] }), ...adminCommon },
+      },
+    },
+    '/v1/admin/dead-letters/redrive': {
+      post: {
+        ...admin,
+        operationId: 'redriveDeadLetters',
+        summary: 'Put dead letters back into the buffer (all, or the listed keys)',
+        requestBody: body('RedriveRequest', {}, false),
+        responses: {
+          '200': ok('how many were put back', 'RedriveResponse', { redriven: 0 }),
+          ...jsonOnly,
+          ...adminCommon,
+        },
+      },
+    },
+    '/healthz': {
+      get: {
+        operationId: 'healthz',
+        tags: ['operations'],
+        summary: 'Liveness: the process answers',
+        responses: { '200': ok('alive', 'Health', { status: 'ok' }) },
+      },
+    },
+    '/readyz': {
+      get: {
+        operationId: 'readyz',
+        tags: ['operations'],
+        summary: 'Readiness: 503 only when neither Redis nor PostgreSQL answers',
+        description:
+          'The API serves (degraded) with one of the two, so one outage keeps the pod ready: failing it would ' +
+          'pull every pod at once and turn a degraded service into a full outage.',
+        responses: {
+          '200': ok('ready, or degraded but serving', 'Readiness', {
+            status: 'degraded',
+            checks: { postgres: false, redis: true },
+          }),
+          '503': ok('cannot serve', 'Readiness', {
+            status: 'not_ready',
+            checks: { postgres: false, redis: false },
+          }),
+        },
+      },
+    },
+    '/metrics': {
+      get: {
+        operationId: 'metrics',
+        tags: ['operations'],
+        summary: 'Prometheus metrics (text exposition format)',
+        responses: {
+          '200': {
+            description: 'Prometheus text',
+            content: { 'text/plain': { schema: { type: 'string' } } },
+          },
+        },
+      },
+    },
+    '/openapi.json': {
+      get: {
+        operationId: 'openapi',
+        tags: ['operations'],
+        summary: 'This document',
+        responses: {
+          '200': {
+            description: 'OpenAPI 3.1 document',
+            content: { 'application/json': { schema: { type: 'object' } } },
+          },
+        },
+      },
+    },
+  };
+}
+
+/** The OpenAPI 3.1 document of the whole HTTP API; tested against the implementation (test/openapi.test.ts). */
+export function openApiDocument(): JsonObject {
+  return {
+    openapi: '3.1.0',
+    jsonSchemaDialect: 'https://json-schema.org/draft/2020-12/schema',
+    info: {
+      title: 'safepkg API',
+      version: '0.1.0',
+      description:
+        'Package reputation for Android devices. Every error is `{ "error": { "code", "message", "details" } }`; ' +
+        'request bodies are JSON, at most 1 MB.',
+    },
+    servers: [{ url: 'http://localhost:8080' }],
+    tags: [
+      { name: 'packages', description: 'device-facing' },
+      { name: 'admin', description: 'operators and analysts (bearer ADMIN_TOKEN)' },
+      { name: 'operations', description: 'probes, metrics, this document' },
+    ],
+    paths: paths(),
+    components: {
+      schemas: componentSchemas,
+      responses: errorResponses,
+      securitySchemes: { adminToken: { type: 'http', scheme: 'bearer', description: 'ADMIN_TOKEN' } },
+    },
+  };
+}
