@@ -16,6 +16,7 @@ import { crashPointFromEnv } from './crash-points';
 import { Flusher } from './flusher';
 import { createHealthServer } from './health-server';
 import { FlusherMetrics } from './metrics';
+import { absorbClientErrors } from './pool-errors';
 
 async function main(): Promise<void> {
   const config = loadConfig(process.env);
@@ -27,7 +28,7 @@ async function main(): Promise<void> {
   queueRedis.on('error', (err: Error) => logger.warn({ err: err.message }, 'redis (queue) connection error'));
   // Connection errors are retried by ioredis; log them instead of crashing on an unhandled event.
   redis.on('error', (err: Error) => logger.warn({ err: err.message }, 'redis connection error'));
-  pool.on('error', (err: Error) => logger.warn({ err: err.message }, 'idle postgres connection error'));
+  absorbClientErrors(pool, (err) => logger.warn({ err: err.message }, 'postgres connection error'));
   await assertReachable(config, pool, redis);
 
   const keys = new KeySchema(config.keyPrefix);

@@ -5,3 +5,5 @@ export * from './processes';
 export * from './apps';
 export * from './redis-cluster';
 export * from './postgres-server';
+export * from './tcp-proxy';
+export * from './flush-state';

@@ -1,0 +1,65 @@
+import { createLogger, PackageStore, RedisBuffer, type Config, type NewPackage, type PackageRef } from '@safepkg/core';
+import type { TestContext } from '@safepkg/testkit';
+import type { Pool } from 'pg';
+import { Flusher, type FlusherDeps } from '../src/flusher';
+import { FlusherMetrics } from '../src/metrics';
+
+/** The real store, counting its batch writes (each one PostgreSQL transaction). */
+export class CountingStore extends PackageStore {
+  inserts = 0;
+  override async insertBatch(rows: readonly NewPackage[]): Promise<PackageRef[]> {
+    this.inserts++;
+    return super.insertBatch(rows);
+  }
+}
+
+export interface TestFlusher {
+  flusher: Flusher;
+  buffer: RedisBuffer;
+  store: CountingStore;
+  metrics: FlusherMetrics;
+  config: Config;
+}
+
+/** A Flusher on the test context's real PostgreSQL and Redis (or on `pool` when given). */
+export function testFlusher(
+  ctx: TestContext,
+  options: { config?: Partial<Config>; pool?: Pool; deps?: Partial<FlusherDeps> } = {},
+): TestFlusher {
+  const config = { ...ctx.config, ...options.config };
+  const buffer = new RedisBuffer(ctx.redis, ctx.keys, config.bufferPartitions, config.maxBufferDepth);
+  const store = new CountingStore(options.pool ?? ctx.db.pool);
+  const metrics = new FlusherMetrics({ defaultMetrics: false });
+  const flusher = new Flusher({
+    config,
+    redis: ctx.redis,
+    keys: ctx.keys,
+    buffer,
+    store,
+    metrics,
+    logger: createLogger({ logLevel: 'silent' }, 'flusher-test'),
+    ...options.deps,
+  });
+  return { flusher, buffer, store, metrics, config };
+}
+
+/** A counter's current value (prom-client keeps it per label set; these have none). */
+export async function counterValue(counter: FlusherMetrics['leaseLosses'], labels: Record<string, string> = {}): Promise<number> {
+  const { values } = await counter.get();
+  const match = values.find((v) => Object.entries(labels).every(([k, want]) => v.labels[k] === want));
+  return match?.value ?? 0;
+}
+
+/** Counts every statement sent on the pool's connections (COPY included), to bound round trips. */
+export function countStatements(pool: Pool): { readonly count: number } {
+  const counter = { count: 0 };
+  pool.on('connect', (client) => {
+    const target = client as unknown as { query: (...args: unknown[]) => unknown };
+    const query = target.query.bind(client);
+    target.query = (...args: unknown[]) => {
+      counter.count++;
+      return query(...args);
+    };
+  });
+  return counter;
+}
