@@ -14,7 +14,12 @@ export interface BufferAudit {
 
 /** Reads every partition's pending zset and data hash and lists anything only in one of them. */
 export async function auditBuffer(redis: Redis, keys: KeySchema, partitions: number): Promise<BufferAudit> {
-  const audit: BufferAudit = { pending: 0, pendingWithoutData: [], dataWithoutPending: [], pendingKeys: new Set() };
+  const audit: BufferAudit = {
+    pending: 0,
+    pendingWithoutData: [],
+    dataWithoutPending: [],
+    pendingKeys: new Set(),
+  };
   for (let p = 0; p < partitions; p++) {
     const k = keys.partition(p);
     const [members, fields] = await Promise.all([redis.zrange(k.pending, '0', '-1'), redis.hkeys(k.data)]);
@@ -44,18 +49,31 @@ export async function auditStored(pool: Pool): Promise<StoredAudit> {
   const { rows } = await pool.query<{ name: string; version_code: string; signature: string }>(
     'SELECT name, version_code, signature FROM packages',
   );
-  const stored = new Set(rows.map((r) => packageKey({ name: r.name, versionCode: Number(r.version_code), signature: r.signature })));
+  const stored = new Set(
+    rows.map((r) =>
+      packageKey({ name: r.name, versionCode: Number(r.version_code), signature: r.signature }),
+    ),
+  );
   const q = await pool.query<{ queued: string; distinct_packages: string; orphans: string }>(
     `SELECT count(*) AS queued, count(DISTINCT q.package_id) AS distinct_packages,
             count(*) FILTER (WHERE p.id IS NULL) AS orphans
        FROM analysis_queue q LEFT JOIN packages p ON p.id = q.package_id`,
   );
   const row = q.rows[0] as { queued: string; distinct_packages: string; orphans: string };
-  return { stored, rows: rows.length, queued: Number(row.queued), queuedDistinct: Number(row.distinct_packages), orphans: Number(row.orphans) };
+  return {
+    stored,
+    rows: rows.length,
+    queued: Number(row.queued),
+    queuedDistinct: Number(row.distinct_packages),
+    orphans: Number(row.orphans),
+  };
 }
 
 /** Keys in `expected` missing from `actual`, and keys in `actual` not in `expected`. */
-export function setDiff(expected: Iterable<string>, actual: Set<string>): { missing: string[]; extra: string[] } {
+export function setDiff(
+  expected: Iterable<string>,
+  actual: Set<string>,
+): { missing: string[]; extra: string[] } {
   const exp = new Set(expected);
   return {
     missing: [...exp].filter((k) => !actual.has(k)),

@@ -4,7 +4,14 @@ export interface CheckResponse {
   status: number;
   retryAfter: string | null;
   degraded: boolean | null;
-  results: { name: string; versionCode: number; signature: string; known: boolean; pending: boolean; status: string }[];
+  results: {
+    name: string;
+    versionCode: number;
+    signature: string;
+    known: boolean;
+    pending: boolean;
+    status: string;
+  }[];
   errorCode: string | null;
 }
 
@@ -13,7 +20,11 @@ export interface CheckResponse {
  * so fault tests can assert 503 codes and Retry-After. Throws only when no answer came at all
  * (connection refused or reset: the api process is gone).
  */
-export async function postCheck(apiUrl: string, packages: readonly PackageRef[], signal?: AbortSignal): Promise<CheckResponse> {
+export async function postCheck(
+  apiUrl: string,
+  packages: readonly PackageRef[],
+  signal?: AbortSignal,
+): Promise<CheckResponse> {
   const res = await fetch(`${apiUrl}/v1/packages/check`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
@@ -46,7 +57,11 @@ export async function checkUntilAccepted(
   for (let attempts = 1; ; attempts++) {
     let wait = 100;
     try {
-      const response = await postCheck(apiUrl(), packages, AbortSignal.timeout(Math.max(1000, Math.min(30_000, deadline - Date.now()))));
+      const response = await postCheck(
+        apiUrl(),
+        packages,
+        AbortSignal.timeout(Math.max(1000, Math.min(30_000, deadline - Date.now()))),
+      );
       if (response.status === 200) return { response, attempts };
       if (response.retryAfter) wait = Math.min(1000, Number(response.retryAfter) * 1000);
     } catch {

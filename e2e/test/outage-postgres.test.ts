@@ -24,7 +24,11 @@ beforeAll(async () => {
   pg = await startPostgresServer();
   pool = new Pool({ connectionString: pg.url, max: 2 });
   pool.on('error', () => undefined);
-  const env = contextEnv(ctx.config, { DATABASE_URL: pg.url, LOG_LEVEL: 'warn', FLUSH_BACKOFF_MAX_MS: '800' });
+  const env = contextEnv(ctx.config, {
+    DATABASE_URL: pg.url,
+    LOG_LEVEL: 'warn',
+    FLUSH_BACKOFF_MAX_MS: '800',
+  });
   [api, flusher] = await Promise.all([startApp('api', env), startApp('flusher', env)]);
 });
 
@@ -51,7 +55,9 @@ test('PostgreSQL down: cache hits answered, misses unknown + pending + degraded 
   // Known before the outage, and in the cache: checked once, flushed, checked again.
   const known = pkgs(0, 40, 'pgdownknown');
   expect((await postCheck(api.url, known)).status).toBe(200);
-  await waitFor(async () => (await auditStored(pool)).rows === known.length, { what: 'the known set to be flushed' });
+  await waitFor(async () => (await auditStored(pool)).rows === known.length, {
+    what: 'the known set to be flushed',
+  });
   const warm = await postCheck(api.url, known);
   expect(warm.results.every((r) => r.known)).toBe(true);
 
@@ -84,21 +90,29 @@ test('PostgreSQL down: cache hits answered, misses unknown + pending + degraded 
   expect(buffered.dataWithoutPending).toEqual([]);
 
   // The flusher fails its ticks, keeps everything buffered, and says it is not ready.
-  const ready = await waitFor(async () => {
-    const r = await flusherReady();
-    return r.status === 503 ? r : null;
-  }, { what: 'flusher /readyz to fail' });
+  const ready = await waitFor(
+    async () => {
+      const r = await flusherReady();
+      return r.status === 503 ? r : null;
+    },
+    { what: 'flusher /readyz to fail' },
+  );
   expect(ready.checks.postgres).toBe(false);
-  const failures = await waitFor(async () => {
-    const n = await flushFailures();
-    return n >= 3 ? n : null;
-  }, { what: 'several failed flush ticks' });
+  const failures = await waitFor(
+    async () => {
+      const n = await flushFailures();
+      return n >= 3 ? n : null;
+    },
+    { what: 'several failed flush ticks' },
+  );
   expect(failures).toBeGreaterThanOrEqual(3);
   expect((await auditBuffer(ctx.redis, ctx.keys, ctx.config.bufferPartitions)).pending).toBe(fresh.length);
 
   await pg.start();
   await waitFor(
-    async () => (await auditBuffer(ctx.redis, ctx.keys, ctx.config.bufferPartitions)).pending === 0 && (await auditStored(pool)).rows === 160,
+    async () =>
+      (await auditBuffer(ctx.redis, ctx.keys, ctx.config.bufferPartitions)).pending === 0 &&
+      (await auditStored(pool)).rows === 160,
     { timeoutMs: 30000, intervalMs: 200, what: 'the buffer to drain after PostgreSQL returns' },
   );
   const stored = await auditStored(pool);

@@ -32,7 +32,12 @@ beforeAll(async () => {
   redis.on('error', () => undefined);
   pool = new Pool({ connectionString: pg.url, max: 2 });
   pool.on('error', () => undefined);
-  const env = contextEnv(ctx.config, { DATABASE_URL: pg.url, REDIS_URL: redisServer.url, LOG_LEVEL: 'warn', FLUSH_BACKOFF_MAX_MS: '800' });
+  const env = contextEnv(ctx.config, {
+    DATABASE_URL: pg.url,
+    REDIS_URL: redisServer.url,
+    LOG_LEVEL: 'warn',
+    FLUSH_BACKOFF_MAX_MS: '800',
+  });
   [api, flusher] = await Promise.all([startApp('api', env), startApp('flusher', env)]);
 });
 
@@ -53,7 +58,10 @@ test('Redis down: direct batched PostgreSQL write, degraded; both down: 503 unav
 
   // Three overlapping requests with duplicates inside and across them.
   const during = pkgs(0, 90, 'redisdown');
-  const requests: PackageRef[][] = [0, 25, 50].map((from) => [...during.slice(from, from + 40), during[from] as PackageRef]);
+  const requests: PackageRef[][] = [0, 25, 50].map((from) => [
+    ...during.slice(from, from + 40),
+    during[from] as PackageRef,
+  ]);
   for (const body of requests) {
     const res = await postCheck(api.url, body);
     expect(res.status).toBe(200);
@@ -88,11 +96,20 @@ test('Redis down: direct batched PostgreSQL write, degraded; both down: 503 unav
   expect(resumed.results.every((r) => r.known || r.pending)).toBe(true);
   expect(resumed.results.some((r) => r.pending)).toBe(true);
 
-  await waitFor(async () => (await audit()).pending === 0, { timeoutMs: 30000, intervalMs: 200, what: 'the buffer to drain' });
+  await waitFor(async () => (await audit()).pending === 0, {
+    timeoutMs: 30000,
+    intervalMs: 200,
+    what: 'the buffer to drain',
+  });
   const stored = await auditStored(pool);
   const sent = [...before, ...during, ...after].map(packageKey);
   expect(setDiff(sent, stored.stored)).toEqual({ missing: [], extra: [] });
-  expect(stored).toMatchObject({ rows: sent.length, queued: sent.length, queuedDistinct: sent.length, orphans: 0 });
+  expect(stored).toMatchObject({
+    rows: sent.length,
+    queued: sent.length,
+    queuedDistinct: sent.length,
+    orphans: 0,
+  });
   const consistent = await audit();
   expect(consistent.dataWithoutPending).toEqual([]);
 });

@@ -1,4 +1,4 @@
-import type { Server } from 'node:http';
+import type { Server, ServerResponse } from 'node:http';
 import { Queue } from 'bullmq';
 import {
   assertReachable,
@@ -8,8 +8,14 @@ import {
   FLUSH_QUEUE_NAME,
   KeySchema,
   loadConfig,
+  pingPostgres,
+  pingRedis,
   SafepkgError,
+  type Config,
+  type Logger,
+  type RedisClient,
 } from '@safepkg/core';
+import type { Pool } from 'pg';
 import { createApp } from './app';
 import { createHttpServer } from './server';
 
@@ -21,7 +27,7 @@ async function main(): Promise<void> {
   // Connection errors are retried by ioredis; log them instead of crashing on an unhandled event.
   redis.on('error', (err: Error) => logger.warn({ err: err.message }, 'redis connection error'));
   pool.on('error', (err: Error) => logger.warn({ err: err.message }, 'idle postgres connection error'));
-  await assertReachable(config, pool, redis);
+  await assertOneReachable(config, pool, redis, logger);
 
   let queue: Queue | undefined;
   const requestFlush = async () => {
@@ -31,15 +37,24 @@ async function main(): Promise<void> {
 
   const app = createApp({ config, pool, redis, logger, requestFlush });
   const server: Server = createHttpServer(app);
+  let stopping = false;
+  const inFlight = new Set<ServerResponse>();
+  server.on('request', (_req, res: ServerResponse) => {
+    // Once stopping, every answer closes its connection so that server.close() can finish
+    // without waiting for kept-alive sockets to time out.
+    if (stopping) res.setHeader('Connection', 'close');
+    inFlight.add(res);
+    res.on('close', () => inFlight.delete(res));
+  });
   server.listen(config.port, () => {
     logger.info({ port: config.port, writeMode: config.writeMode }, 'safepkg api listening');
   });
 
-  let stopping = false;
   const shutdown = (signal: string) => {
     if (stopping) return;
     stopping = true;
-    logger.info({ signal }, 'shutting down: finishing in-flight requests');
+    logger.info({ signal, inFlight: inFlight.size }, 'shutting down: finishing in-flight requests');
+    for (const res of inFlight) if (!res.headersSent) res.setHeader('Connection', 'close');
     const force = setTimeout(() => {
       logger.warn('in-flight requests did not finish in time; closing');
       server.closeAllConnections();
@@ -56,6 +71,20 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+}
+
+/**
+ * The api answers (degraded) while either Redis or PostgreSQL is up, so a pod restarted
+ * during an outage of one of them must come up and serve; it refuses to start only when
+ * neither answers, with the message naming them.
+ */
+async function assertOneReachable(config: Config, pool: Pool, redis: RedisClient, logger: Logger): Promise<void> {
+  const [postgres, redisUp] = await Promise.allSettled([pingPostgres(pool, 5000), pingRedis(redis, 5000)]);
+  if (postgres.status === 'rejected' && redisUp.status === 'rejected') {
+    await assertReachable(config, pool, redis);
+  }
+  if (postgres.status === 'rejected') logger.warn({ err: (postgres.reason as Error).message }, 'PostgreSQL is not answering; starting degraded');
+  if (redisUp.status === 'rejected') logger.warn({ err: (redisUp.reason as Error).message }, 'Redis is not answering; starting degraded');
 }
 
 main().catch((err: unknown) => {

@@ -48,7 +48,9 @@ async function pg(binary: string, args: string[], timeoutMs = 60_000): Promise<s
     return stdout;
   } catch (err) {
     const e = err as Error & { stderr?: string; stdout?: string };
-    throw new Error(`${binary} ${args.join(' ')} failed: ${e.message}\n${e.stderr ?? ''}${e.stdout ?? ''}`, { cause: err });
+    throw new Error(`${binary} ${args.join(' ')} failed: ${e.message}\n${e.stderr ?? ''}${e.stdout ?? ''}`, {
+      cause: err,
+    });
   }
 }
 
@@ -76,8 +78,15 @@ export async function startPostgresServer(options: { port?: number } = {}): Prom
   const start = async () => {
     const began = Date.now();
     await pg('pg_ctl', [
-      '-D', data, '-l', logFile, '-w', '-t', '60',
-      '-o', `-p ${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=${dir} -c fsync=off -c shared_buffers=32MB -c max_connections=60`,
+      '-D',
+      data,
+      '-l',
+      logFile,
+      '-w',
+      '-t',
+      '60',
+      '-o',
+      `-p ${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=${dir} -c fsync=off -c shared_buffers=32MB -c max_connections=60`,
       'start',
     ]);
     startTimesMs.push(Date.now() - began);
@@ -94,7 +103,19 @@ export async function startPostgresServer(options: { port?: number } = {}): Prom
   };
 
   try {
-    await pg('initdb', ['-D', data, '-A', 'trust', '-U', 'postgres', '-E', 'UTF8', '--locale=C', '--no-sync', '--no-instructions']);
+    await pg('initdb', [
+      '-D',
+      data,
+      '-A',
+      'trust',
+      '-U',
+      'postgres',
+      '-E',
+      'UTF8',
+      '--locale=C',
+      '--no-sync',
+      '--no-instructions',
+    ]);
     await start();
     await ensureDatabase(url);
     await migrate(url);
