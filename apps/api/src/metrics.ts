@@ -48,5 +48,12 @@ export class ApiMetrics {
 
   constructor({ defaultMetrics = true } = {}) {
     if (defaultMetrics) collectDefaultMetrics({ register: this.registry });
+    // Every known label value starts at 0, so rate() and ratios work before the first event
+    // and an alert on a series that never appeared cannot stay silent by absence.
+    for (const outcome of ['ok', 'degraded']) this.checks.inc({ outcome }, 0);
+    for (const status of ['safe', 'malicious', 'suspicious', 'unknown']) this.packages.inc({ status }, 0);
+    for (const result of ['hit', 'miss']) this.cache.inc({ result }, 0);
+    for (const result of ['new', 'already_pending', 'buffer_full']) this.bufferAdds.inc({ result }, 0);
+    for (const dependency of ['redis', 'postgres']) this.degraded.inc({ dependency }, 0);
   }
 }

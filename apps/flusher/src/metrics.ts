@@ -21,7 +21,7 @@ export class FlusherMetrics {
   });
   readonly failures = new Counter({
     name: 'safepkg_flush_failures_total',
-    help: 'Flush ticks that failed (PostgreSQL or Redis unavailable), by dependency',
+    help: 'Flush ticks that failed, by reason (unavailable: PostgreSQL or Redis did not answer; lease_lost)',
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
@@ -61,5 +61,7 @@ export class FlusherMetrics {
 
   constructor({ defaultMetrics = true } = {}) {
     if (defaultMetrics) collectDefaultMetrics({ register: this.registry });
+    // Known label values start at 0 so that rate() over them works before the first failure.
+    for (const reason of ['unavailable', 'lease_lost']) this.failures.inc({ reason }, 0);
   }
 }
