@@ -81,8 +81,10 @@ export async function ensureDatabase(databaseUrl: string): Promise<boolean> {
     await client.query(`CREATE DATABASE "${name.replace(/"/g, '""')}"`);
     return true;
   } catch (err) {
-    // Another process created it between our check and CREATE.
-    if ((err as { code?: string }).code === '42P04') return false;
+    // Another process created it between our check and CREATE: PostgreSQL says so with
+    // 42P04, or, when both CREATEs run at once, with a unique violation on pg_database.
+    const code = (err as { code?: string }).code;
+    if (code === '42P04' || code === '23505') return false;
     throw err;
   } finally {
     await client.end().catch(() => undefined);

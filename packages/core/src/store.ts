@@ -171,6 +171,10 @@ export class PackageStore {
       text: `WITH ins AS (
           INSERT INTO packages AS p (name, version_code, signature, first_seen_at)
           SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::timestamptz[])
+            AS k(name, version_code, signature, first_seen_at)
+          -- Every writer takes the key locks in one order: two requests with overlapping
+          -- packages in different orders would otherwise deadlock (40P01).
+          ORDER BY name, version_code, signature
           ON CONFLICT (name, version_code, signature) DO NOTHING
           RETURNING ${PACKAGE_COLUMNS}
         ), queued AS (
