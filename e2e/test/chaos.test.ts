@@ -1,0 +1,12 @@
+import { chaosFailed, runChaos, summaryLine } from '../src/chaos';
+
+// The short chaos run of `npm test`; `npm run chaos -- --kills 100 --seconds 150` is the long one.
+test('chaos: 20 SIGKILLs of api and flusher processes, a PostgreSQL crash and a Redis crash lose and duplicate nothing', async () => {
+  const summary = await runChaos({ kills: 20, seconds: 30 });
+  process.stdout.write(`${summaryLine(summary)}\n`);
+  expect(summary.kills).toBe(20);
+  expect(summary.sent).toBeGreaterThan(0);
+  expect(summary).toMatchObject({ lost: 0, duplicated: 0, unqueued: 0, bufferLeft: 0, stored: summary.sent });
+  expect(summary.load.abandoned).toBe(0);
+  expect(chaosFailed(summary)).toBe(false);
+}, 150_000);
