@@ -1,4 +1,4 @@
-import { Router } from 'express';
+import { Router, type RequestHandler } from 'express';
 import { parseOrThrow, type DeadLetter, type RedisBuffer } from '@safepkg/core';
 import type { Redis, Cluster } from 'ioredis';
 import { requireJson } from '../http-errors';
@@ -11,6 +11,19 @@ export interface AdminDeps {
   /** Schedules a flush tick now. */
   requestFlush: () => Promise<void>;
 }
+
+/**
+ * A redrive of everything has no body. curl sends none, but most HTTP clients (fetch, axios)
+ * send `Content-Length: 0` and no Content-Type on a body-less POST: that is "no body", not a
+ * body of the wrong type, so it must not be refused with 415.
+ */
+const jsonOrEmpty: RequestHandler = (req, res, next) => {
+  if (req.headers['content-length'] === '0') {
+    next();
+    return;
+  }
+  requireJson(req, res, next);
+};
 
 /** Operator routes; mounted behind adminAuth. */
 export function adminRouter(deps: AdminDeps): Router {
@@ -55,14 +68,17 @@ export function adminRouter(deps: AdminDeps): Router {
     res.json({ deadLetters: letters.map(present) });
   });
 
-  router.post('/v1/admin/dead-letters/redrive', requireJson, async (req, res) => {
+  router.post('/v1/admin/dead-letters/redrive', jsonOrEmpty, async (req, res) => {
     const { keys } = parseOrThrow(redriveBodySchema, req.body ?? {});
     let letters = await buffer.deadLetters(await allPartitions(), Number.MAX_SAFE_INTEGER);
     if (keys) {
       const wanted = new Set(keys);
       letters = letters.filter((l) => wanted.has(l.key));
     }
-    res.json({ redriven: await buffer.redrive(letters) });
+    const redriven = await buffer.redrive(letters);
+    // Retry them now rather than at the next scheduled tick: the operator is watching for the outcome.
+    if (redriven > 0) await deps.requestFlush();
+    res.json({ redriven });
   });
 
   return router;
