@@ -201,22 +201,27 @@ export class RedisBuffer {
    */
   async strayPartitions(): Promise<number[]> {
     const found = new Set<number>();
-    const scanOne = async (node: Redis) => {
+    const scanOne = async (node: Redis, pattern: string, partitionOf: (key: string) => number | null) => {
       let cursor = '0';
       do {
-        const [next, keys] = await node.scan(cursor, 'MATCH', this.keys.pendingScanPattern(), 'COUNT', 1000);
+        const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
         cursor = next;
         for (const key of keys) {
-          const p = this.keys.partitionOfPendingKey(key);
+          const p = partitionOf(key);
           if (p !== null && p >= this.partitions) found.add(p);
         }
       } while (cursor !== '0');
     };
+    // Dead letters too: a partition left holding only dead letters must stay listable and redrivable.
+    const scanNode = async (node: Redis) => {
+      await scanOne(node, this.keys.pendingScanPattern(), (k) => this.keys.partitionOfPendingKey(k));
+      await scanOne(node, this.keys.deadScanPattern(), (k) => this.keys.partitionOfDeadKey(k));
+    };
     // SCAN is per node: on a cluster, every master is scanned.
     if (isCluster(this.redis)) {
-      await Promise.all(this.redis.nodes('master').map((n) => scanOne(n)));
+      await Promise.all(this.redis.nodes('master').map((n) => scanNode(n)));
     } else {
-      await scanOne(this.redis);
+      await scanNode(this.redis);
     }
     return [...found].sort((a, b) => a - b);
   }

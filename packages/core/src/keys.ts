@@ -47,6 +47,17 @@ export class KeySchema {
     return m && key.startsWith(`{${this.prefix}:b`) ? Number(m[1]) : null;
   }
 
+  /** SCAN pattern matching every partition's dead-letter hash, whatever the partition count. */
+  deadScanPattern(): string {
+    return `{${this.prefix}:b*}:dead`;
+  }
+
+  /** The partition number of a key matched by deadScanPattern, or null. */
+  partitionOfDeadKey(key: string): number | null {
+    const m = /^\{.+:b(\d+)\}:dead$/.exec(key);
+    return m && key.startsWith(`{${this.prefix}:b`) ? Number(m[1]) : null;
+  }
+
   cache(packageKey: string): string {
     return `${this.prefix}:c:${packageKey}`;
   }

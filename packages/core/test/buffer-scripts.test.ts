@@ -291,4 +291,19 @@ describe('stats and stray partitions', () => {
     await wide.confirm(stray, all);
     expect(await narrow.strayPartitions()).not.toContain(stray);
   });
+
+  test('a partition beyond the configured count holding only dead letters is stray too, so they stay listable and redrivable', async () => {
+    const { buffer: wide, keys } = bufferFor(8);
+    const narrow = new RedisBuffer(ctx.redis, keys, 3, 1_000_000);
+    const [key] = keysInPartition(6, 8, 1);
+    await wide.add([{ key: key as string, payload: { t: 77 } }]);
+    await wide.deadLetter(6, await wide.read(6, null, 1, 10), { code: '23514', message: 'check' });
+    expect(await ctx.redis.exists(keys.partition(6).pending)).toBe(0);
+
+    expect(await narrow.strayPartitions()).toEqual([6]);
+    const letters = await narrow.deadLetters([0, 1, 2, ...(await narrow.strayPartitions())]);
+    expect(letters.map((l) => [l.partition, l.key, l.payload.t])).toEqual([[6, key, 77]]);
+    expect(await narrow.redrive(letters)).toBe(1);
+    expect(await ctx.redis.hget(keys.partition(6).data, key as string)).toBe('{"t":77}');
+  });
 });

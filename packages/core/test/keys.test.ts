@@ -74,6 +74,13 @@ describe('pending scan', () => {
     expect(keys.partitionOfPendingKey('x{pfx:b1}:pending')).toBeNull();
   });
 
+  test('partitionOfDeadKey recovers the partition of this prefix dead-letter hashes only', () => {
+    for (const p of [0, 7, 16, 1023]) expect(keys.partitionOfDeadKey(keys.partition(p).dead)).toBe(p);
+    expect(keys.partitionOfDeadKey(keys.partition(2).pending)).toBeNull();
+    expect(keys.partitionOfDeadKey(new KeySchema('pfx2').partition(2).dead)).toBeNull();
+    expect(keys.deadScanPattern()).toBe('{pfx:b*}:dead');
+  });
+
   test('pendingScanPattern matches, in Redis, every pending key of the prefix and nothing else', async () => {
     const redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
     const prefix = randomPrefix();
