@@ -1,0 +1,37 @@
+import { join } from 'node:path';
+import type { CatalogueOptions } from './catalogue';
+
+/** What every part of one benchmark invocation shares. */
+export interface BenchEnv {
+  quick: boolean;
+  redisUrl: string;
+  /** KEY_PREFIX of the benchmark's own keys on the shared Redis. */
+  keyPrefix: string;
+  template: string;
+  /** Rows in `packages` right after a reset (the seeded known catalogue). */
+  seedRows: number;
+  catalogue: CatalogueOptions;
+  apiProcesses: number;
+  packagesPerDevice: number;
+  seed: number;
+  /** Directory for .cpuprofile files when profiling, else null. */
+  profileDir: string | null;
+  log: (message: string) => void;
+}
+
+export const RESULTS_DIR = join(__dirname, '..', 'results');
+
+/** The environment of a child api/flusher: only what it needs, on the benchmark's database and prefix. */
+export function appEnv(env: BenchEnv, databaseUrl: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  return {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    DATABASE_URL: databaseUrl,
+    REDIS_URL: env.redisUrl,
+    KEY_PREFIX: env.keyPrefix,
+    // One client sends every request here; a per-client limit would measure the limiter.
+    RATE_LIMIT_POINTS: '0',
+    LOG_LEVEL: 'warn',
+    ...extra,
+  };
+}

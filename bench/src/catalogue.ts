@@ -1,0 +1,63 @@
+import { createHash } from 'node:crypto';
+import type { PackageRef } from '@safepkg/core';
+import { Random, Zipf } from './random';
+
+export interface CatalogueOptions {
+  seed: number;
+  /** Apps already in PostgreSQL before a run (seeded into the template database). */
+  knownApps: number;
+  /** Zipf exponent of the known apps' popularity. */
+  knownExponent: number;
+  /** Newly released apps that many devices report at once (never in PostgreSQL at start). */
+  hotApps: number;
+  hotExponent: number;
+}
+
+export type PackageKind = 'known' | 'hot' | 'tail';
+
+function signatureOf(namespace: string, i: number): string {
+  return createHash('sha256').update(`${namespace}:${i}`).digest('hex');
+}
+
+/**
+ * The apps devices can report: a Zipf-popular set of known apps, a hot set of new
+ * releases, and an unbounded long tail of never-seen packages. Every known and hot
+ * package is precomputed with its JSON fragment, so building a request body costs a
+ * string join, not a JSON.stringify per package (the load generator shares the 2 cores).
+ */
+export class Catalogue {
+  readonly knownZipf: Zipf;
+  readonly hotZipf: Zipf;
+  private readonly knownFragments: string[];
+  private readonly hotFragments: string[];
+
+  constructor(readonly options: CatalogueOptions) {
+    this.knownZipf = new Zipf(options.knownApps, options.knownExponent);
+    this.hotZipf = new Zipf(Math.max(1, options.hotApps), options.hotExponent);
+    this.knownFragments = Array.from({ length: options.knownApps }, (_, i) => JSON.stringify(this.known(i)));
+    this.hotFragments = Array.from({ length: options.hotApps }, (_, i) => JSON.stringify(this.hot(i)));
+  }
+
+  known(i: number): PackageRef {
+    return { name: `com.known${i % 97}.app${i}`, versionCode: 1 + (i % 50), signature: signatureOf(`known${this.options.seed}`, i) };
+  }
+
+  hot(i: number): PackageRef {
+    return { name: `io.hot${this.options.seed}.release${i}`, versionCode: 1, signature: signatureOf(`hot${this.options.seed}`, i) };
+  }
+
+  /** A never-seen package: unique for each (stream, n); the signature is random but deterministic. */
+  tail(stream: string, n: number, rng: Random): PackageRef {
+    let signature = '';
+    for (let j = 0; j < 8; j++) signature += rng.hex8();
+    return { name: `org.tail${stream}.pkg${n}`, versionCode: n % 1000, signature };
+  }
+
+  knownFragment(i: number): string {
+    return this.knownFragments[i] as string;
+  }
+
+  hotFragment(i: number): string {
+    return this.hotFragments[i] as string;
+  }
+}

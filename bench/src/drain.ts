@@ -1,0 +1,155 @@
+import { configDefaults, KeySchema, PackageStore, RedisBuffer, type NewPackage } from '@safepkg/core';
+import { Redis } from 'ioredis';
+import { Pool, type PoolClient } from 'pg';
+import { BENCH_DATABASE, databaseStats, insertedSince, resetBenchDatabase } from './bench-database';
+import { appEnv, type BenchEnv } from './bench-env';
+import { Catalogue } from './catalogue';
+import { bufferDepth } from './ingest-run';
+import { sleep, startApp } from './processes';
+import { Random } from './random';
+import { deletePrefix } from './redis-prefix';
+import { percentiles } from './stats';
+import { join } from 'node:path';
+
+export interface DrainResult {
+  entries: number;
+  fillMs: number;
+  /** From the first observed drop in depth until the buffer was empty. */
+  drainMs: number;
+  rowsPerS: number;
+  /** From the flusher's start (process launch included) until empty. */
+  rowsPerSFromStart: number;
+  depthOverTime: { tMs: number; depth: number }[];
+  newRows: number;
+  writeTransactions: number;
+  xactCommit: number;
+  /** Statements one 10k-row insertBatch sends (counted on the client), and per 10k flushed rows. */
+  statementsPerBatch: number;
+  statementsPer10kRows: number;
+  /** insertBatch of 40,000 rows of which half are already stored, RETURNING the new half. */
+  dedupe40kMs: { runs: number[]; median: number };
+}
+
+function drainRefs(catalogue: Catalogue, stream: string, from: number, count: number, rng: Random): NewPackage[] {
+  const firstSeenAt = new Date();
+  return Array.from({ length: count }, (_, i) => ({ ref: catalogue.tail(stream, from + i, rng), firstSeenAt }));
+}
+
+/** A pool whose every query (COPY included) is counted: statements measured, not assumed. */
+function countingPool(url: string): { pool: Pool; count: () => number } {
+  let statements = 0;
+  const pool = new Pool({ connectionString: url, max: 2 });
+  pool.on('connect', (client: PoolClient) => {
+    const target = client as unknown as { query: (...args: unknown[]) => unknown };
+    const original = target.query.bind(client);
+    target.query = (...args: unknown[]) => {
+      statements++;
+      return original(...args);
+    };
+  });
+  return { pool, count: () => statements };
+}
+
+/**
+ * Fills the buffer with `entries` never-seen packages straight through RedisBuffer.add
+ * (big calls, a few in flight), then starts one flusher and samples the depth until empty.
+ */
+export async function runDrain(env: BenchEnv, entries: number): Promise<DrainResult> {
+  const redis = new Redis(env.redisUrl);
+  const keys = new KeySchema(env.keyPrefix);
+  const catalogue = new Catalogue({ ...env.catalogue, knownApps: 1, hotApps: 1 });
+  try {
+    await deletePrefix(redis, env.keyPrefix);
+    const databaseUrl = await resetBenchDatabase(env.template);
+    const partitions = configDefaults().bufferPartitions;
+    const buffer = new RedisBuffer(redis, keys, partitions, Number.MAX_SAFE_INTEGER);
+    const rng = new Random(env.seed + 17);
+    const t0 = Date.now();
+    const chunk = 20_000;
+    let next = 0;
+    const filler = async () => {
+      while (next < entries) {
+        const from = next;
+        const n = Math.min(chunk, entries - from);
+        next += n;
+        const t = Date.now();
+        await buffer.add(drainRefs(catalogue, 'drain', from, n, rng).map((r) => ({ key: `${r.ref.name}:${r.ref.versionCode}:${r.ref.signature}`, payload: { t } })));
+      }
+    };
+    await Promise.all([filler(), filler(), filler()]);
+    const fillMs = Date.now() - t0;
+    const filled = await bufferDepth(redis, keys);
+    if (filled !== entries) throw new Error(`buffer holds ${filled} entries, expected ${entries}`);
+    env.log(`drain: ${entries} entries buffered in ${fillMs} ms; starting the flusher`);
+
+    const before = await databaseStats();
+    const started = Date.now();
+    const nodeArgs = env.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${join(env.profileDir, 'drain', 'flusher')}`] : [];
+    const flusher = await startApp('flusher', appEnv(env, databaseUrl), nodeArgs);
+    const depthOverTime: { tMs: number; depth: number }[] = [];
+    let firstDrop: number | null = null;
+    try {
+      for (;;) {
+        const depth = await bufferDepth(redis, keys);
+        const now = Date.now();
+        depthOverTime.push({ tMs: now - started, depth });
+        if (firstDrop === null && depth < entries) firstDrop = now;
+        if (depth === 0) break;
+        if (now - started > 900_000) throw new Error('buffer not drained in 15 minutes');
+        await sleep(200);
+      }
+    } finally {
+      await flusher.stop();
+    }
+    const emptyAt = depthOverTime[depthOverTime.length - 1]?.tMs ?? 0;
+    const drainMs = emptyAt - ((firstDrop ?? started) - started);
+    await sleep(700);
+    const after = await databaseStats();
+    const inserted = await insertedSince(env.seedRows, BENCH_DATABASE);
+
+    // Statement count and the 40k dedupe insert, measured on the client with the core store.
+    const counting = countingPool(databaseUrl);
+    const store = new PackageStore(counting.pool);
+    const batch = drainRefs(catalogue, 'stmt', 0, configDefaults().flushBatchSize, rng);
+    const c0 = counting.count();
+    await store.insertBatch(batch);
+    const statementsPerBatch = counting.count() - c0;
+    const runs: number[] = [];
+    for (let r = 0; r < 3; r++) {
+      // 20,000 of the drained packages (already stored) and 20,000 new ones, interleaved.
+      const { rows: stored } = await counting.pool.query<{ name: string; version_code: string; signature: string }>(
+        'SELECT name, version_code, signature FROM packages WHERE id > $1 ORDER BY id OFFSET $2 LIMIT 20000',
+        [env.seedRows, r * 20_000],
+      );
+      const present: NewPackage[] = stored.map((s) => ({
+        ref: { name: s.name, versionCode: Number(s.version_code), signature: s.signature },
+        firstSeenAt: new Date(),
+      }));
+      const fresh = drainRefs(catalogue, `dd${r}`, 0, 20_000, rng);
+      const rows = present.flatMap((p, i) => [p, fresh[i] as NewPackage]);
+      const t = process.hrtime.bigint();
+      const returned = await store.insertBatch(rows);
+      runs.push(Number(process.hrtime.bigint() - t) / 1e6);
+      if (returned.length !== 20_000) throw new Error(`dedupe insert returned ${returned.length}, expected 20000`);
+    }
+    await counting.pool.end();
+    const batches = inserted.writeTransactions;
+    return {
+      entries,
+      fillMs,
+      drainMs,
+      rowsPerS: (entries * 1000) / Math.max(1, drainMs),
+      rowsPerSFromStart: (entries * 1000) / Math.max(1, emptyAt),
+      depthOverTime,
+      newRows: inserted.rows,
+      writeTransactions: batches,
+      xactCommit: after.xactCommit - before.xactCommit,
+      statementsPerBatch,
+      statementsPer10kRows: (statementsPerBatch * batches * 10_000) / Math.max(1, inserted.rows),
+      dedupe40kMs: { runs, median: percentiles(runs, [50])[0] as number },
+    };
+  } finally {
+    await deletePrefix(redis, env.keyPrefix).catch(() => undefined);
+    redis.disconnect();
+  }
+}

@@ -1,0 +1,96 @@
+import { Client } from 'pg';
+import { pgUrl, BENCH_DATABASE, resetBenchDatabase } from './bench-database';
+import type { BenchEnv } from './bench-env';
+import { Catalogue } from './catalogue';
+import { DeviceSimulator } from './devices';
+import { bufferDepth, startStack } from './ingest-run';
+import { runLoad, type LoadResult } from './load';
+import { sleep } from './processes';
+import { KeySchema } from '@safepkg/core';
+import { Redis } from 'ioredis';
+import { deletePrefix } from './redis-prefix';
+
+export interface FreshnessResult {
+  offeredNewPerS: number;
+  load: LoadResult;
+  rowsObserved: number;
+  pollIntervalMs: number;
+  lagMs: { p50: number; p90: number; p99: number; max: number };
+}
+
+const BUCKET_MS = 10;
+
+/**
+ * Freshness lag = (time a poller first sees the row in PostgreSQL) − first_seen_at (the
+ * api's clock when the check arrived). A poller reads rows with id above the last one
+ * seen every `pollIntervalMs` and has PostgreSQL bucket `clock_timestamp() − first_seen_at`
+ * into 10 ms buckets. Trigger-free and schema-free; one flusher commits batches one after
+ * another, so ids become visible in order. The poll interval bounds the overestimate.
+ */
+export async function runFreshness(env: BenchEnv, newPerS: number, durationS: number, pollIntervalMs = 100): Promise<FreshnessResult> {
+  const redis = new Redis(env.redisUrl);
+  const keys = new KeySchema(env.keyPrefix);
+  await deletePrefix(redis, env.keyPrefix);
+  const databaseUrl = await resetBenchDatabase(env.template);
+  const stack = await startStack(env, databaseUrl, 'buffered', 'freshness');
+  const poller = new Client({ connectionString: pgUrl(BENCH_DATABASE) });
+  await poller.connect();
+  const histogram = new Map<number, number>();
+  let lastId = env.seedRows;
+  let polling = true;
+  const poll = async () => {
+    while (polling) {
+      const { rows } = await poller.query<{ max_id: string; b: number; n: string }>(
+        `WITH n AS (
+           SELECT id, floor(extract(epoch FROM clock_timestamp() - first_seen_at) * 1000 / ${BUCKET_MS})::int AS b
+             FROM packages WHERE id > $1)
+         SELECT (SELECT max(id) FROM n) AS max_id, b, count(*) AS n FROM n GROUP BY b`,
+        [lastId],
+      );
+      for (const r of rows) {
+        histogram.set(r.b, (histogram.get(r.b) ?? 0) + Number(r.n));
+        lastId = Math.max(lastId, Number(r.max_id));
+      }
+      await sleep(pollIntervalMs);
+    }
+  };
+  const polled = poll();
+  let load: LoadResult;
+  try {
+    const rate = Math.round(newPerS / env.packagesPerDevice);
+    const simulator = new DeviceSimulator(new Catalogue(env.catalogue), {
+      seed: env.seed + 5,
+      stream: 'fresh',
+      packagesPerDevice: env.packagesPerDevice,
+      shares: { known: 0, hot: 0, tail: 1 },
+    });
+    load = await runLoad({ urls: stack.apis.map((a) => a.url), durationS, connections: 32, overallRate: rate, simulator });
+    const ended = Date.now();
+    while ((await bufferDepth(redis, keys)) > 0 && Date.now() - ended < 120_000) await sleep(100);
+    await sleep(pollIntervalMs * 3);
+  } finally {
+    polling = false;
+    await polled.catch(() => undefined);
+    await poller.end();
+    await stack.stop();
+    await deletePrefix(redis, env.keyPrefix).catch(() => undefined);
+    redis.disconnect();
+  }
+  const total = [...histogram.values()].reduce((a, b) => a + b, 0);
+  const sorted = [...histogram].sort((a, b) => a[0] - b[0]);
+  const pct = (p: number) => {
+    let acc = 0;
+    for (const [b, n] of sorted) {
+      acc += n;
+      if (acc >= (p / 100) * total) return (b + 1) * BUCKET_MS;
+    }
+    return Number.NaN;
+  };
+  return {
+    offeredNewPerS: newPerS,
+    load,
+    rowsObserved: total,
+    pollIntervalMs,
+    lagMs: { p50: pct(50), p90: pct(90), p99: pct(99), max: ((sorted[sorted.length - 1]?.[0] ?? 0) + 1) * BUCKET_MS },
+  };
+}

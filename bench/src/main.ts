@@ -1,0 +1,209 @@
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, totalmem } from 'node:os';
+import { join, relative } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Redis } from 'ioredis';
+import { BENCH_DATABASE, ensureBenchTemplate, withClient } from './bench-database';
+import { RESULTS_DIR, type BenchEnv } from './bench-env';
+import { Catalogue, type CatalogueOptions } from './catalogue';
+import { chartPath, drainLine, groupedBars, renderSvg } from './charts';
+import { runDrain } from './drain';
+import { runFreshness } from './freshness';
+import { runBaselineLookups, runIngest, type IngestResult, type IngestSpec, type ScenarioName } from './ingest-run';
+import { findProfiles, summariseProfile } from './profile-summary';
+import { checkTargets, markdown, type BenchResults } from './report';
+import { runSchemaBench } from './schema-bench';
+
+const PARTS = ['ingest', 'drain', 'freshness', 'schema'] as const;
+type Part = (typeof PARTS)[number];
+
+const USAGE = `usage: node dist/main.js [--quick] [--only=ingest,drain,freshness,schema] [--profile]
+  [--api-processes=N] [--duration=S] [--storm-rate=REQ_PER_S] [--steady-rate=REQ_PER_S]
+  [--drain-entries=N] [--schema-packages=N] [--seed=N]`;
+
+function parseCli() {
+  const { values } = parseArgs({
+    options: {
+      quick: { type: 'boolean', default: false },
+      only: { type: 'string' },
+      profile: { type: 'boolean', default: false },
+      'api-processes': { type: 'string' },
+      duration: { type: 'string' },
+      'storm-rate': { type: 'string' },
+      'steady-rate': { type: 'string' },
+      'drain-entries': { type: 'string' },
+      'schema-packages': { type: 'string' },
+      seed: { type: 'string' },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    process.exit(0);
+  }
+  const quick = values.quick === true;
+  const only = values.only ? (values.only.split(',') as Part[]) : quick ? (['ingest', 'drain', 'freshness'] as Part[]) : [...PARTS];
+  for (const p of only) if (!PARTS.includes(p)) throw new Error(`unknown part "${p}"\n${USAGE}`);
+  const num = (v: string | undefined, d: number) => (v === undefined ? d : Number(v));
+  return {
+    quick,
+    only: new Set(only),
+    profile: values.profile === true,
+    apiProcesses: num(values['api-processes'], 2),
+    durationS: num(values.duration, quick ? 3 : 15),
+    stormRate: values['storm-rate'] ? Number(values['storm-rate']) : null,
+    steadyRate: num(values['steady-rate'], 1000),
+    drainEntries: num(values['drain-entries'], quick ? 100_000 : 1_000_000),
+    schemaPackages: num(values['schema-packages'], 1_000_000),
+    seed: num(values.seed, 20260101),
+  };
+}
+
+function stamp(d: Date): string {
+  return d.toISOString().replace(/[:.]/g, '-').replace(/-\d{3}Z$/, 'Z');
+}
+
+async function machine(redisUrl: string) {
+  const postgres = await withClient('postgres', async (c) => (await c.query<{ v: string }>('SELECT version() AS v')).rows[0]?.v.split(' on ')[0] ?? '?');
+  const r = new Redis(redisUrl);
+  const info = await r.info('server');
+  r.disconnect();
+  return {
+    cpuModel: cpus()[0]?.model ?? '?',
+    cpus: cpus().length,
+    totalMemMb: Math.round(totalmem() / 2 ** 20),
+    node: process.version,
+    postgres,
+    redis: /redis_version:(\S+)/.exec(info)?.[1] ?? '?',
+  };
+}
+
+async function main(): Promise<void> {
+  const cli = parseCli();
+  const started = new Date();
+  const t0 = Date.now();
+  const log = (m: string) => console.log(`[bench +${((Date.now() - t0) / 1000).toFixed(1)}s] ${m}`);
+  const catalogueOptions: CatalogueOptions = { seed: cli.seed, knownApps: 200_000, knownExponent: 1.0, hotApps: 2_000, hotExponent: 1.0 };
+  const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  const id = stamp(started);
+  const profileDir = cli.profile ? join(RESULTS_DIR, 'profiles', id) : null;
+  const results: Omit<BenchResults, 'targets' | 'finishedAt' | 'profiles' | 'loadavgAtEnd'> = {
+    startedAt: started.toISOString(),
+    quick: cli.quick,
+    machine: await machine(redisUrl),
+    loadavgAtStart: loadavg(),
+    settings: {
+      parts: [...cli.only],
+      apiProcesses: cli.apiProcesses,
+      durationS: cli.durationS,
+      packagesPerDevice: 100,
+      catalogue: catalogueOptions,
+      database: BENCH_DATABASE,
+      profile: cli.profile,
+    },
+    baselineLookupsPerS: null,
+    ingest: [],
+    drain: null,
+    freshness: null,
+    schema: null,
+  };
+  log(`machine: ${results.machine.cpuModel} ×${results.machine.cpus}, load ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+
+  let env: BenchEnv | null = null;
+  if (cli.only.has('ingest') || cli.only.has('drain') || cli.only.has('freshness')) {
+    const catalogue = new Catalogue(catalogueOptions);
+    const template = await ensureBenchTemplate(catalogue, log);
+    env = {
+      quick: cli.quick,
+      redisUrl,
+      keyPrefix: 'safepkgbench',
+      template,
+      seedRows: catalogueOptions.knownApps,
+      catalogue: catalogueOptions,
+      apiProcesses: cli.apiProcesses,
+      packagesPerDevice: 100,
+      seed: cli.seed,
+      profileDir,
+      log,
+    };
+  }
+
+  if (env && cli.only.has('ingest')) {
+    results.baselineLookupsPerS = await runBaselineLookups(env, cli.quick ? 3 : 8);
+    log(`baseline: ${Math.round(results.baselineLookupsPerS)} lookups/s with no ingest`);
+    const run = async (spec: IngestSpec): Promise<IngestResult> => {
+      log(`${spec.scenario} ${spec.writeMode} ${spec.rate ? `${spec.rate} req/s fixed` : 'closed loop'} for ${spec.durationS} s …`);
+      const r = await runIngest(env as BenchEnv, spec);
+      results.ingest.push(r);
+      log(
+        `  ${Math.round(r.load.packagesPerS)} pkg/s, p50/p95/p99 ${r.load.latencyMs.p50.toFixed(1)}/${r.load.latencyMs.p95.toFixed(1)}/${r.load.latencyMs.p99.toFixed(1)} ms, ` +
+          `errors ${r.load.errors}, non-2xx ${r.load.non2xx}, ${r.postgres.newPackages} new, ${r.postgres.writeTransactions} write xacts, ` +
+          `${Math.round(r.lookupsPerS)} lookups/s${r.drainAfterLoadMs !== null ? `, drained ${r.drainAfterLoadMs} ms after` : ''}`,
+      );
+      return r;
+    };
+    const modes = ['buffered', 'direct'] as const;
+    const closed = async (scenario: ScenarioName) => {
+      const out: IngestResult[] = [];
+      for (const writeMode of modes) out.push(await run({ scenario, writeMode, durationS: cli.durationS, connections: 32 }));
+      return out;
+    };
+    await closed('steady');
+    if (!cli.quick) {
+      for (const writeMode of modes) await run({ scenario: 'steady', writeMode, durationS: cli.durationS, connections: 64, rate: cli.steadyRate });
+    }
+    const stormMax = await closed('storm');
+    // Equal offered load for both modes: 60 % of the slower mode's closed-loop rate, unless given.
+    const stormRate = cli.stormRate ?? Math.max(10, Math.round(0.6 * Math.min(...stormMax.map((r) => r.load.requestsPerS))));
+    for (const writeMode of modes) await run({ scenario: 'storm', writeMode, durationS: cli.durationS, connections: 64, rate: stormRate });
+  }
+
+  if (env && cli.only.has('drain')) {
+    log(`drain: filling the buffer with ${cli.drainEntries} entries`);
+    results.drain = await runDrain(env, cli.drainEntries);
+    log(`drain: ${Math.round(results.drain.rowsPerS)} rows/s; ${results.drain.statementsPerBatch} statements per batch; 40k dedupe ${Math.round(results.drain.dedupe40kMs.median)} ms`);
+  }
+
+  if (env && cli.only.has('freshness')) {
+    log('freshness: 20,000 new packages/s through the api');
+    results.freshness = await runFreshness(env, 20_000, cli.quick ? 4 : 15);
+    log(`freshness: lag p50 ${results.freshness.lagMs.p50} ms, p99 ${results.freshness.lagMs.p99} ms over ${results.freshness.rowsObserved} rows`);
+  }
+
+  if (cli.only.has('schema')) {
+    results.schema = await runSchemaBench({ packages: cli.schemaPackages, quick: cli.quick, log });
+    const s = results.schema;
+    log(`schema: lookup ${s.lookup.speedup.toFixed(2)}×, flush insert ${s.flushInsert.ratio.toFixed(2)}×, trigger ${s.evaluationTrigger.speedup.toFixed(2)}×`);
+  }
+
+  const profiles = profileDir ? findProfiles(profileDir).map((f) => ({ ...summariseProfile(f), file: relative(RESULTS_DIR, f) })) : [];
+  const full: BenchResults = { ...results, finishedAt: new Date().toISOString(), loadavgAtEnd: loadavg(), targets: checkTargets(results), profiles };
+  writeFileSync(join(RESULTS_DIR, `${id}.json`), `${JSON.stringify(full, null, 2)}\n`);
+  const md = markdown(full);
+  writeFileSync(join(RESULTS_DIR, `${id}.md`), `${md}\n`);
+
+  if (full.ingest.length) {
+    const bars = (value: (r: IngestResult) => number) =>
+      full.ingest.map((r) => ({ run: `${r.spec.scenario} ${r.spec.rate ? 'fixed' : 'max'}`, mode: r.spec.writeMode, value: value(r) }));
+    await renderSvg(groupedBars('Checked packages per second', 'packages/s', bars((r) => r.load.packagesPerS)), chartPath(RESULTS_DIR, id, 'throughput'));
+    await renderSvg(groupedBars('Request latency p99', 'p99 (ms)', bars((r) => r.load.latencyMs.p99)), chartPath(RESULTS_DIR, id, 'p99'));
+    await renderSvg(groupedBars('Lookup capacity left (100-key lookups/s)', 'lookups/s', bars((r) => r.lookupsPerS)), chartPath(RESULTS_DIR, id, 'lookups'));
+  }
+  if (full.drain) await renderSvg(drainLine(`Drain of ${full.drain.entries.toLocaleString('en-US')} buffered entries`, full.drain.depthOverTime), chartPath(RESULTS_DIR, id, 'drain'));
+  console.log(`\n${md}`);
+  log(`results: ${relative(process.cwd(), join(RESULTS_DIR, `${id}.json`))} (+ .md, charts)`);
+  // Git revision, when there is one, so a result can be matched to the code it measured.
+  try {
+    const rev = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: RESULTS_DIR, encoding: 'utf8' }).trim();
+    log(`measured at commit ${rev}`);
+  } catch {
+    // not a git checkout
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error('benchmark failed:', err);
+  process.exit(1);
+});

@@ -1,0 +1,172 @@
+import type { DrainResult } from './drain';
+import type { FreshnessResult } from './freshness';
+import type { IngestResult } from './ingest-run';
+import type { SchemaResult } from './schema-bench';
+import { round } from './stats';
+
+export interface BenchResults {
+  startedAt: string;
+  finishedAt: string;
+  quick: boolean;
+  machine: { cpuModel: string; cpus: number; totalMemMb: number; node: string; postgres: string; redis: string };
+  loadavgAtStart: number[];
+  loadavgAtEnd: number[];
+  settings: Record<string, unknown>;
+  baselineLookupsPerS: number | null;
+  ingest: IngestResult[];
+  drain: DrainResult | null;
+  freshness: FreshnessResult | null;
+  schema: SchemaResult | null;
+  targets: TargetCheck[];
+  profiles: { file: string; totalMs: number; top: { fn: string; selfMs: number; share: number }[] }[];
+}
+
+export interface TargetCheck {
+  target: string;
+  measured: string;
+  met: boolean | null;
+}
+
+const fmt = (n: number | null | undefined, d = 0) => (n === null || n === undefined || Number.isNaN(n) ? '–' : round(n, d).toLocaleString('en-US'));
+
+function find(ingest: IngestResult[], scenario: string, mode: string, fixed: boolean): IngestResult | undefined {
+  return ingest.find((r) => r.spec.scenario === scenario && r.spec.writeMode === mode && Boolean(r.spec.rate) === fixed);
+}
+
+/** Each target of the brief, from what was measured; null = not measured in this run. */
+export function checkTargets(r: Omit<BenchResults, 'targets' | 'finishedAt' | 'profiles' | 'loadavgAtEnd'>): TargetCheck[] {
+  const out: TargetCheck[] = [];
+  const add = (target: string, measured: string, met: boolean | null) => out.push({ target, measured, met });
+  const steady = find(r.ingest, 'steady', 'buffered', true) ?? find(r.ingest, 'steady', 'buffered', false);
+  if (steady) {
+    add(
+      'steady buffered ≥ 100,000 packages/s at p99 < 50 ms',
+      `${fmt(steady.load.packagesPerS)} pkg/s, p99 ${fmt(steady.load.latencyMs.p99, 1)} ms (${steady.name})`,
+      steady.load.packagesPerS >= 100_000 && steady.load.latencyMs.p99 < 50,
+    );
+  }
+  const sb = find(r.ingest, 'storm', 'buffered', true);
+  const sd = find(r.ingest, 'storm', 'direct', true);
+  if (sb && sd) {
+    const p = sb.load.latencyMs.p99 / sd.load.latencyMs.p99;
+    add('storm, equal fixed load: buffered p99 ≤ ½ direct p99', `${fmt(sb.load.latencyMs.p99, 1)} / ${fmt(sd.load.latencyMs.p99, 1)} ms = ${fmt(p, 2)}`, p <= 0.5);
+    const w = sb.postgres.writeTransactionsPer10k / Math.max(1e-9, sd.postgres.writeTransactionsPer10k);
+    add(
+      'storm: PostgreSQL write transactions per 10k new packages, buffered ≤ 1 % of direct',
+      `${fmt(sb.postgres.writeTransactionsPer10k, 2)} / ${fmt(sd.postgres.writeTransactionsPer10k, 1)} = ${fmt(w * 100, 2)} %`,
+      w <= 0.01,
+    );
+    const l = sb.lookupsPerS / Math.max(1e-9, sd.lookupsPerS);
+    add('storm: lookup capacity left, buffered ≥ 1.3× direct', `${fmt(sb.lookupsPerS)} / ${fmt(sd.lookupsPerS)} lookups/s = ${fmt(l, 2)}×`, l >= 1.3);
+  }
+  const mb = find(r.ingest, 'storm', 'buffered', false);
+  const md = find(r.ingest, 'storm', 'direct', false);
+  if (mb && md) {
+    const t = mb.load.packagesPerS / Math.max(1e-9, md.load.packagesPerS);
+    add('storm max throughput: buffered ≥ direct', `${fmt(mb.load.packagesPerS)} / ${fmt(md.load.packagesPerS)} pkg/s = ${fmt(t, 2)}×`, t >= 1);
+  }
+  if (r.drain) {
+    add('drain ≥ 50,000 rows/s', `${fmt(r.drain.rowsPerS)} rows/s over ${fmt(r.drain.entries)} entries`, r.drain.rowsPerS >= 50_000);
+    add('≤ 10 statements per 10k flushed rows', `${fmt(r.drain.statementsPer10kRows, 1)} (${r.drain.statementsPerBatch} per batch)`, r.drain.statementsPer10kRows <= 10);
+    add('40k-row dedupe insert with RETURNING ≤ 0.6 s', `${fmt(r.drain.dedupe40kMs.median)} ms (median of ${r.drain.dedupe40kMs.runs.length})`, r.drain.dedupe40kMs.median <= 600);
+  }
+  if (r.freshness) {
+    const f = r.freshness;
+    add(
+      'freshness lag p99 < 2 s at 20k new packages/s',
+      `p50 ${fmt(f.lagMs.p50)} ms, p99 ${fmt(f.lagMs.p99)} ms at ${fmt((f.load.ok * 100) / f.load.durationS)} offered-and-answered pkg/s`,
+      f.lagMs.p99 < 2000,
+    );
+  }
+  if (r.schema) {
+    const s = r.schema;
+    add('schema: status-column lookup ≥ 2× faster than the join', `${fmt(s.lookup.statusColumnsMs, 2)} vs ${fmt(s.lookup.joinMs, 2)} ms = ${fmt(s.lookup.speedup, 2)}×`, s.lookup.speedup >= 2);
+    add('schema: flush insert with status columns ≤ 1.1× without', `${fmt(s.flushInsert.withStatusMs)} vs ${fmt(s.flushInsert.bareMs)} ms = ${fmt(s.flushInsert.ratio, 2)}×`, s.flushInsert.ratio <= 1.1);
+    add('schema: statement-level trigger ≥ 1.3× faster than row-level', `${fmt(s.evaluationTrigger.statementLevelMs)} vs ${fmt(s.evaluationTrigger.rowLevelMs)} ms = ${fmt(s.evaluationTrigger.speedup, 2)}×`, s.evaluationTrigger.speedup >= 1.3);
+  }
+  return out;
+}
+
+export function markdown(r: BenchResults): string {
+  const lines: string[] = [];
+  lines.push(`# safepkg benchmark ${r.startedAt}${r.quick ? ' (quick)' : ''}`, '');
+  lines.push(
+    `Machine: ${r.machine.cpuModel}, ${r.machine.cpus} cores, ${fmt(r.machine.totalMemMb)} MB; node ${r.machine.node}; ${r.machine.postgres}; Redis ${r.machine.redis}.`,
+    `Load average at start ${r.loadavgAtStart.map((x) => x.toFixed(2)).join(' ')}, at end ${r.loadavgAtEnd.map((x) => x.toFixed(2)).join(' ')} (the machine is shared: numbers are noisy).`,
+    `Settings: ${Object.entries(r.settings).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(', ')}.`,
+    '',
+  );
+  if (r.ingest.length) {
+    lines.push('## Ingest scenarios', '');
+    lines.push('| run | load | pkg/s | req/s | p50 ms | p95 ms | p99 ms | errors / non-2xx | new pkgs | PG write xacts | per 10k new | lookups/s left | drain after |');
+    lines.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+    for (const x of r.ingest) {
+      const l = x.load;
+      lines.push(
+        `| ${x.spec.scenario} ${x.spec.writeMode} | ${x.spec.rate ? `${x.spec.rate} req/s fixed` : `closed, ${x.spec.connections} conns`} | ${fmt(l.packagesPerS)} | ${fmt(l.requestsPerS)} | ${fmt(l.latencyMs.p50, 1)} | ${fmt(l.latencyMs.p95, 1)} | ${fmt(l.latencyMs.p99, 1)} | ${l.errors} / ${l.non2xx} | ${fmt(x.postgres.newPackages)} | ${fmt(x.postgres.writeTransactions)} | ${fmt(x.postgres.writeTransactionsPer10k, 2)} | ${fmt(x.lookupsPerS)} | ${x.drainAfterLoadMs === null ? '–' : `${fmt(x.drainAfterLoadMs)} ms`} |`,
+      );
+    }
+    lines.push('', `Baseline lookup capacity (side process, 2 loops of 100-key lookupMany, nothing else on the database): ${fmt(r.baselineLookupsPerS)} lookups/s.`, '');
+    const pairs: string[] = [];
+    for (const scenario of ['steady', 'storm']) {
+      for (const fixed of [false, true]) {
+        const b = find(r.ingest, scenario, 'buffered', fixed);
+        const d = find(r.ingest, scenario, 'direct', fixed);
+        if (!b || !d) continue;
+        pairs.push(
+          `| ${scenario} ${fixed ? 'fixed' : 'max'} | ${fmt(b.load.packagesPerS / d.load.packagesPerS, 2)} | ${fmt(b.load.latencyMs.p99 / d.load.latencyMs.p99, 2)} | ${fmt(b.postgres.writeTransactionsPer10k / Math.max(1e-9, d.postgres.writeTransactionsPer10k), 4)} | ${fmt(b.lookupsPerS / Math.max(1e-9, d.lookupsPerS), 2)} |`,
+        );
+      }
+    }
+    if (pairs.length) {
+      lines.push('Ratios buffered / direct:', '', '| run | pkg/s | p99 | write xacts per 10k new | lookups/s left |', '|---|---:|---:|---:|---:|', ...pairs, '');
+    }
+  }
+  if (r.drain) {
+    const d = r.drain;
+    lines.push(
+      '## Flusher drain',
+      '',
+      `${fmt(d.entries)} entries pre-filled through RedisBuffer.add in ${fmt(d.fillMs)} ms; one flusher drained them in ${fmt(d.drainMs)} ms from the first drop = **${fmt(d.rowsPerS)} rows/s** (${fmt(d.rowsPerSFromStart)} rows/s counting process start). ${fmt(d.writeTransactions)} write transactions for ${fmt(d.newRows)} rows; ${d.statementsPerBatch} statements per ${'10k'} batch counted on the client = ${fmt(d.statementsPer10kRows, 1)} per 10k rows. 40k-row dedupe insert (half present) with RETURNING: ${d.dedupe40kMs.runs.map((x) => fmt(x)).join(', ')} ms.`,
+      '',
+    );
+  }
+  if (r.freshness) {
+    const f = r.freshness;
+    lines.push(
+      '## Freshness',
+      '',
+      `${fmt(f.offeredNewPerS)} new packages/s offered (${fmt(f.load.requestsPerS)} req/s answered, p99 ${fmt(f.load.latencyMs.p99, 1)} ms); ${fmt(f.rowsObserved)} rows observed; lag first check → row visible in PostgreSQL: p50 ${fmt(f.lagMs.p50)} ms, p90 ${fmt(f.lagMs.p90)} ms, p99 ${fmt(f.lagMs.p99)} ms, max ${fmt(f.lagMs.max)} ms (poll every ${f.pollIntervalMs} ms, 10 ms buckets).`,
+      '',
+    );
+  }
+  if (r.schema) {
+    const s = r.schema;
+    lines.push(
+      '## Schema (issue 9)',
+      '',
+      `Scratch database with ${fmt(s.packages)} packages, ${s.evaluatedShare * 100} % evaluated.`,
+      '',
+      '| measurement | status columns / statement trigger | alternative | ratio |',
+      '|---|---:|---:|---:|',
+      `| 100-key lookup (mean of ${s.lookup.iterations}) | ${fmt(s.lookup.statusColumnsMs, 2)} ms | join packages + latest evaluation: ${fmt(s.lookup.joinMs, 2)} ms | ${fmt(s.lookup.speedup, 2)}× faster |`,
+      `| flush insert ${fmt(s.flushInsert.rows)} rows, half present (median) | ${fmt(s.flushInsert.withStatusMs)} ms | no status columns, plain key index: ${fmt(s.flushInsert.bareMs)} ms | ${fmt(s.flushInsert.ratio, 2)}× the cost |`,
+      `| ${fmt(s.evaluationTrigger.evaluations)} evaluations in one INSERT (median) | ${fmt(s.evaluationTrigger.statementLevelMs)} ms | row-level trigger: ${fmt(s.evaluationTrigger.rowLevelMs)} ms | ${fmt(s.evaluationTrigger.speedup, 2)}× faster |`,
+      '',
+      `Status lookup plan: \`${s.lookup.statusPlan}\`, heap fetches ${s.lookup.statusHeapFetches ?? '–'}.`,
+      '',
+    );
+  }
+  lines.push('## Targets', '', '| target | measured | met |', '|---|---|---|');
+  for (const t of r.targets) lines.push(`| ${t.target} | ${t.measured} | ${t.met === null ? '–' : t.met ? 'met' : '**not met**'} |`);
+  lines.push('');
+  if (r.profiles.length) {
+    lines.push('## CPU profiles (top self time)', '');
+    for (const p of r.profiles) {
+      lines.push(`${p.file} (${fmt(p.totalMs)} ms sampled):`, '');
+      for (const t of p.top.slice(0, 8)) lines.push(`- ${t.share} % ${t.fn}`);
+      lines.push('');
+    }
+  }
+  return lines.join('\n');
+}
