@@ -41,12 +41,22 @@ export class EvaluationStore {
     const client = await this.pool.connect();
     try {
       await client.query('BEGIN');
+      // Concurrent batches over overlapping packages must take their locks in one order, or
+      // they deadlock (40P01): new keys are inserted in key order, then every row is locked
+      // in id order before the trigger's UPDATE touches them.
       await client.query(
         `INSERT INTO packages (name, version_code, signature, first_seen_at)
          SELECT DISTINCT k.name, k.version_code, k.signature, $4::timestamptz
            FROM unnest($1::text[], $2::bigint[], $3::text[]) AS k(name, version_code, signature)
+          ORDER BY k.name, k.version_code, k.signature
          ON CONFLICT (name, version_code, signature) DO NOTHING`,
         [names, versions, signatures, now.toISOString()],
+      );
+      await client.query(
+        `SELECT p.id FROM unnest($1::text[], $2::bigint[], $3::text[]) AS k(name, version_code, signature)
+           JOIN packages p ON p.name = k.name AND p.version_code = k.version_code AND p.signature = k.signature
+          ORDER BY p.id FOR UPDATE OF p`,
+        [names, versions, signatures],
       );
       // In input order, so that of two evaluations of one source in a batch the later wins.
       await client.query(

@@ -1,0 +1,75 @@
+import { ResultCache, decodeCached, encodeCached, type CachedStatus } from '@safepkg/core';
+import { useTestContext } from '@safepkg/testkit';
+
+const ctx = useTestContext();
+
+const status = (rev: number, over: Partial<CachedStatus> = {}): CachedStatus => ({
+  rev,
+  verdict: null,
+  source: null,
+  threatIndex: null,
+  firstSeenAt: 1_700_000_000_000,
+  ...over,
+});
+
+test('encoded values start with the rev (what cache-fill matches) and decode back', () => {
+  const s = status(12, { verdict: 'malicious', source: 'manual', threatIndex: 0.75 });
+  expect(encodeCached(s).startsWith('{"rev":12,')).toBe(true);
+  expect(decodeCached(encodeCached(s))).toEqual(s);
+  expect(decodeCached('not json')).toBeNull();
+  expect(decodeCached('{"rev":"1","f":1}')).toBeNull();
+});
+
+test('cache-fill writes a key only if it is absent or holds a lower rev, with the TTL', async () => {
+  const cache = new ResultCache(ctx.redis, ctx.keys, 600);
+  expect(
+    await cache.fill([
+      { key: 'a.b:1:x', status: status(3, { verdict: 'safe', source: 'model', threatIndex: 0.1 }) },
+    ]),
+  ).toBe(1);
+  const ttl = await ctx.redis.ttl(ctx.keys.cache('a.b:1:x'));
+  expect(ttl).toBeGreaterThan(590);
+  expect(ttl).toBeLessThanOrEqual(600);
+
+  // A slow reader holding an older row (rev 2), or the same rev, cannot overwrite it.
+  expect(await cache.fill([{ key: 'a.b:1:x', status: status(2) }])).toBe(0);
+  expect(
+    await cache.fill([
+      { key: 'a.b:1:x', status: status(3, { verdict: 'malicious', source: 'model', threatIndex: 1 }) },
+    ]),
+  ).toBe(0);
+  expect((await cache.getMany(['a.b:1:x'])).get('a.b:1:x')).toMatchObject({ rev: 3, verdict: 'safe' });
+
+  // A newer rev (an evaluation's write-through) replaces it; rev 10 is newer than rev 9 (not compared as text).
+  expect(
+    await cache.fill([
+      { key: 'a.b:1:x', status: status(9, { verdict: 'suspicious', source: 'manual', threatIndex: 0.5 }) },
+    ]),
+  ).toBe(1);
+  expect(
+    await cache.fill([
+      { key: 'a.b:1:x', status: status(10, { verdict: 'malicious', source: 'manual', threatIndex: 0.9 }) },
+    ]),
+  ).toBe(1);
+  expect((await cache.getMany(['a.b:1:x'])).get('a.b:1:x')).toMatchObject({ rev: 10, verdict: 'malicious' });
+});
+
+test('one fill call of many keys decides each key on its own; getMany answers the cached ones only', async () => {
+  const cache = new ResultCache(ctx.redis, ctx.keys, 600);
+  await cache.fill([{ key: 'c.d:1:y', status: status(5) }]);
+  const written = await cache.fill([
+    { key: 'c.d:1:y', status: status(4) },
+    { key: 'c.d:2:y', status: status(0) },
+    { key: 'c.d:3:y', status: status(1) },
+  ]);
+  expect(written).toBe(2);
+  await ctx.redis.set(ctx.keys.cache('c.d:4:y'), 'garbage');
+  const got = await cache.getMany(['c.d:1:y', 'c.d:2:y', 'c.d:3:y', 'c.d:4:y', 'c.d:5:y']);
+  expect([...got.entries()].map(([k, s]) => [k, s.rev])).toEqual([
+    ['c.d:1:y', 5],
+    ['c.d:2:y', 0],
+    ['c.d:3:y', 1],
+  ]);
+  expect(await cache.fill([])).toBe(0);
+  expect((await cache.getMany([])).size).toBe(0);
+});
