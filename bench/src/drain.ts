@@ -1,4 +1,4 @@
-import { configDefaults, KeySchema, PackageStore, RedisBuffer, type NewPackage } from '@safepkg/core';
+import { configDefaults, KeySchema, PackageStore, packageKey, parsePackageKey, partitionOf, RedisBuffer, type NewPackage } from '@safepkg/core';
 import { Redis } from 'ioredis';
 import { Pool, type PoolClient } from 'pg';
 import { BENCH_DATABASE, databaseStats, insertedSince, resetBenchDatabase } from './bench-database';
@@ -28,6 +28,8 @@ export interface DrainResult {
   statementsPer10kRows: number;
   /** insertBatch of 40,000 rows of which half are already stored, RETURNING the new half. */
   dedupe40kMs: { runs: number[]; median: number };
+  /** One flush batch of `rows` in one partition, by protocol step (median of 3, in-process, core code). */
+  batchPhasesMs: { rows: number; read: number; insert: number; confirm: number; rowsPerS: number };
 }
 
 function drainRefs(catalogue: Catalogue, stream: string, from: number, count: number, rng: Random): NewPackage[] {
@@ -132,6 +134,7 @@ export async function runDrain(env: BenchEnv, entries: number): Promise<DrainRes
       runs.push(Number(process.hrtime.bigint() - t) / 1e6);
       if (returned.length !== 20_000) throw new Error(`dedupe insert returned ${returned.length}, expected 20000`);
     }
+    const batchPhasesMs = await measureBatchPhases(buffer, store, catalogue, rng);
     await counting.pool.end();
     const batches = inserted.writeTransactions;
     return {
@@ -147,9 +150,44 @@ export async function runDrain(env: BenchEnv, entries: number): Promise<DrainRes
       statementsPerBatch,
       statementsPer10kRows: (statementsPerBatch * batches * 10_000) / Math.max(1, inserted.rows),
       dedupe40kMs: { runs, median: percentiles(runs, [50])[0] as number },
+      batchPhasesMs,
     };
   } finally {
     await deletePrefix(redis, env.keyPrefix).catch(() => undefined);
     redis.disconnect();
   }
+}
+
+/**
+ * Times the three steps of one full flush batch in one partition with the core code the
+ * flusher runs (buffer-read.lua, insertBatch, buffer-confirm.lua), to show where a
+ * batch's time goes; nothing else touches partition 0 meanwhile.
+ */
+async function measureBatchPhases(buffer: RedisBuffer, store: PackageStore, catalogue: Catalogue, rng: Random) {
+  const rows = configDefaults().flushBatchSize;
+  const read: number[] = [];
+  const insert: number[] = [];
+  const confirm: number[] = [];
+  const ms = (t: bigint) => Number(process.hrtime.bigint() - t) / 1e6;
+  for (let r = 0; r < 3; r++) {
+    const keys: string[] = [];
+    for (let n = 0; keys.length < rows; n++) {
+      const key = packageKey(catalogue.tail(`phase${r}`, n, rng));
+      if (partitionOf(key, buffer.partitions) === 0) keys.push(key);
+    }
+    await buffer.add(keys.map((key) => ({ key, payload: { t: Date.now() } })));
+    const snapshot = await buffer.snapshotSeq(0);
+    let t = process.hrtime.bigint();
+    const batch = await buffer.read(0, null, snapshot, rows);
+    read.push(ms(t));
+    t = process.hrtime.bigint();
+    await store.insertBatch(batch.map((e) => ({ ref: parsePackageKey(e.key), firstSeenAt: new Date(e.payload.t) })));
+    insert.push(ms(t));
+    t = process.hrtime.bigint();
+    await buffer.confirm(0, batch);
+    confirm.push(ms(t));
+  }
+  const med = (xs: number[]) => percentiles(xs, [50])[0] as number;
+  const total = med(read) + med(insert) + med(confirm);
+  return { rows, read: med(read), insert: med(insert), confirm: med(confirm), rowsPerS: (rows * 1000) / total };
 }

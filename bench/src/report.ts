@@ -15,7 +15,7 @@ export interface BenchResults {
   baselineLookupsPerS: number | null;
   ingest: IngestResult[];
   drain: DrainResult | null;
-  freshness: FreshnessResult | null;
+  freshness: FreshnessResult[];
   schema: SchemaResult | null;
   targets: TargetCheck[];
   profiles: { file: string; totalMs: number; top: { fn: string; selfMs: number; share: number }[] }[];
@@ -70,17 +70,17 @@ export function checkTargets(r: Omit<BenchResults, 'targets' | 'finishedAt' | 'p
     add('≤ 10 statements per 10k flushed rows', `${fmt(r.drain.statementsPer10kRows, 1)} (${r.drain.statementsPerBatch} per batch)`, r.drain.statementsPer10kRows <= 10);
     add('40k-row dedupe insert with RETURNING ≤ 0.6 s', `${fmt(r.drain.dedupe40kMs.median)} ms (median of ${r.drain.dedupe40kMs.runs.length})`, r.drain.dedupe40kMs.median <= 600);
   }
-  if (r.freshness) {
-    const f = r.freshness;
+  for (const f of r.freshness) {
     add(
-      'freshness lag p99 < 2 s at 20k new packages/s',
-      `p50 ${fmt(f.lagMs.p50)} ms, p99 ${fmt(f.lagMs.p99)} ms at ${fmt((f.load.ok * 100) / f.load.durationS)} offered-and-answered pkg/s`,
-      f.lagMs.p99 < 2000,
+      `freshness lag p99 < 2 s at 20k new packages/s (${f.source === 'api' ? 'through the api' : 'fed into the buffer'})`,
+      `p50 ${fmt(f.lagMs.p50)} ms, p99 ${fmt(f.lagMs.p99)} ms at ${fmt(f.achievedNewPerS)} new pkg/s achieved`,
+      f.achievedNewPerS >= 19_000 ? f.lagMs.p99 < 2000 : false,
     );
   }
   if (r.schema) {
     const s = r.schema;
-    add('schema: status-column lookup ≥ 2× faster than the join', `${fmt(s.lookup.statusColumnsMs, 2)} vs ${fmt(s.lookup.joinMs, 2)} ms = ${fmt(s.lookup.speedup, 2)}×`, s.lookup.speedup >= 2);
+    add('schema: status-column lookup ≥ 2× faster than the join (client round trip)', `${fmt(s.lookup.statusColumnsMs, 2)} vs ${fmt(s.lookup.joinMs, 2)} ms = ${fmt(s.lookup.speedup, 2)}×`, s.lookup.speedup >= 2);
+    add('schema: same, server execution time only', `${fmt(s.lookup.statusServerMs, 2)} vs ${fmt(s.lookup.joinServerMs, 2)} ms = ${fmt(s.lookup.serverSpeedup, 2)}×`, s.lookup.serverSpeedup >= 2);
     add('schema: flush insert with status columns ≤ 1.1× without', `${fmt(s.flushInsert.withStatusMs)} vs ${fmt(s.flushInsert.bareMs)} ms = ${fmt(s.flushInsert.ratio, 2)}×`, s.flushInsert.ratio <= 1.1);
     add('schema: statement-level trigger ≥ 1.3× faster than row-level', `${fmt(s.evaluationTrigger.statementLevelMs)} vs ${fmt(s.evaluationTrigger.rowLevelMs)} ms = ${fmt(s.evaluationTrigger.speedup, 2)}×`, s.evaluationTrigger.speedup >= 1.3);
   }
@@ -127,18 +127,18 @@ export function markdown(r: BenchResults): string {
     lines.push(
       '## Flusher drain',
       '',
-      `${fmt(d.entries)} entries pre-filled through RedisBuffer.add in ${fmt(d.fillMs)} ms; one flusher drained them in ${fmt(d.drainMs)} ms from the first drop = **${fmt(d.rowsPerS)} rows/s** (${fmt(d.rowsPerSFromStart)} rows/s counting process start). ${fmt(d.writeTransactions)} write transactions for ${fmt(d.newRows)} rows; ${d.statementsPerBatch} statements per ${'10k'} batch counted on the client = ${fmt(d.statementsPer10kRows, 1)} per 10k rows. 40k-row dedupe insert (half present) with RETURNING: ${d.dedupe40kMs.runs.map((x) => fmt(x)).join(', ')} ms.`,
+      `${fmt(d.entries)} entries pre-filled through RedisBuffer.add in ${fmt(d.fillMs)} ms; one flusher drained them in ${fmt(d.drainMs)} ms from the first drop = **${fmt(d.rowsPerS)} rows/s** (${fmt(d.rowsPerSFromStart)} rows/s counting process start). ${fmt(d.writeTransactions)} write transactions for ${fmt(d.newRows)} rows; ${d.statementsPerBatch} statements per ${'10k'} batch counted on the client = ${fmt(d.statementsPer10kRows, 1)} per 10k rows. 40k-row dedupe insert (half present) with RETURNING: ${d.dedupe40kMs.runs.map((x) => fmt(x)).join(', ')} ms. One ${fmt(d.batchPhasesMs.rows)}-row batch by step (median of 3): read ${fmt(d.batchPhasesMs.read)} ms, PostgreSQL transaction ${fmt(d.batchPhasesMs.insert)} ms, confirm ${fmt(d.batchPhasesMs.confirm)} ms = ${fmt(d.batchPhasesMs.rowsPerS)} rows/s for one sequential flusher.`,
       '',
     );
   }
-  if (r.freshness) {
-    const f = r.freshness;
-    lines.push(
-      '## Freshness',
-      '',
-      `${fmt(f.offeredNewPerS)} new packages/s offered (${fmt(f.load.requestsPerS)} req/s answered, p99 ${fmt(f.load.latencyMs.p99, 1)} ms); ${fmt(f.rowsObserved)} rows observed; lag first check → row visible in PostgreSQL: p50 ${fmt(f.lagMs.p50)} ms, p90 ${fmt(f.lagMs.p90)} ms, p99 ${fmt(f.lagMs.p99)} ms, max ${fmt(f.lagMs.max)} ms (poll every ${f.pollIntervalMs} ms, 10 ms buckets).`,
-      '',
-    );
+  if (r.freshness.length) {
+    lines.push('## Freshness', '', '| source | offered new/s | achieved new/s | request p99 | rows seen | lag p50 | p90 | p99 | max |', '|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+    for (const f of r.freshness) {
+      lines.push(
+        `| ${f.source === 'api' ? 'devices → api' : 'straight into the buffer'} | ${fmt(f.offeredNewPerS)} | ${fmt(f.achievedNewPerS)} | ${f.load ? `${fmt(f.load.latencyMs.p99, 1)} ms` : '–'} | ${fmt(f.rowsObserved)} | ${fmt(f.lagMs.p50)} ms | ${fmt(f.lagMs.p90)} ms | ${fmt(f.lagMs.p99)} ms | ${fmt(f.lagMs.max)} ms |`,
+      );
+    }
+    lines.push('', `Lag = first check (api clock, stored as first_seen_at) → row seen by a poller (every ${r.freshness[0]?.pollIntervalMs} ms, 10 ms buckets).`, '');
   }
   if (r.schema) {
     const s = r.schema;
@@ -149,7 +149,8 @@ export function markdown(r: BenchResults): string {
       '',
       '| measurement | status columns / statement trigger | alternative | ratio |',
       '|---|---:|---:|---:|',
-      `| 100-key lookup (mean of ${s.lookup.iterations}) | ${fmt(s.lookup.statusColumnsMs, 2)} ms | join packages + latest evaluation: ${fmt(s.lookup.joinMs, 2)} ms | ${fmt(s.lookup.speedup, 2)}× faster |`,
+      `| 100-key lookup, client round trip (mean of ${s.lookup.iterations}) | ${fmt(s.lookup.statusColumnsMs, 2)} ms | join packages + latest evaluation: ${fmt(s.lookup.joinMs, 2)} ms | ${fmt(s.lookup.speedup, 2)}× faster |`,
+      `| 100-key lookup, server execution time (EXPLAIN ANALYZE) | ${fmt(s.lookup.statusServerMs, 2)} ms | ${fmt(s.lookup.joinServerMs, 2)} ms | ${fmt(s.lookup.serverSpeedup, 2)}× faster |`,
       `| flush insert ${fmt(s.flushInsert.rows)} rows, half present (median) | ${fmt(s.flushInsert.withStatusMs)} ms | no status columns, plain key index: ${fmt(s.flushInsert.bareMs)} ms | ${fmt(s.flushInsert.ratio, 2)}× the cost |`,
       `| ${fmt(s.evaluationTrigger.evaluations)} evaluations in one INSERT (median) | ${fmt(s.evaluationTrigger.statementLevelMs)} ms | row-level trigger: ${fmt(s.evaluationTrigger.rowLevelMs)} ms | ${fmt(s.evaluationTrigger.speedup, 2)}× faster |`,
       '',

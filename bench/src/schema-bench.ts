@@ -20,8 +20,12 @@ export interface SchemaResult {
     iterations: number;
     statusColumnsMs: number;
     joinMs: number;
-    /** join / status columns: how many times faster the status-column lookup is. */
+    /** join / status columns: how many times faster the status-column lookup is (client round trip). */
     speedup: number;
+    /** The same on the server alone: EXPLAIN ANALYZE execution time (no parse, network or client). */
+    statusServerMs: number;
+    joinServerMs: number;
+    serverSpeedup: number;
     statusPlan: string;
     statusHeapFetches: number | null;
   };
@@ -171,6 +175,21 @@ async function measureLookups(c: Client, packages: number, iterations: number) {
       join.push(j);
     }
   }
+  const serverStatus: number[] = [];
+  const serverJoin: number[] = [];
+  const execution = async (text: string, keys: unknown[]) => {
+    const { rows } = await c.query<{ 'QUERY PLAN': [{ 'Execution Time': number }] }>({
+      text: `EXPLAIN (ANALYZE, TIMING OFF, SUMMARY ON, FORMAT JSON) ${text}`,
+      values: keys,
+    });
+    return rows[0]?.['QUERY PLAN'][0]['Execution Time'] ?? Number.NaN;
+  };
+  for (let i = 0; i < Math.min(iterations, 300); i++) {
+    const keys = randomKeys(rng, packages, 100);
+    serverStatus.push(await execution(LOOKUP_STATUS, keys));
+    serverJoin.push(await execution(LOOKUP_JOIN, keys));
+  }
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
   const plan = await c.query<{ 'QUERY PLAN': string }>({
     text: `EXPLAIN (ANALYZE, COSTS OFF, SUMMARY OFF) ${LOOKUP_STATUS}`,
     values: randomKeys(rng, packages, 100),
@@ -180,7 +199,18 @@ async function measureLookups(c: Client, packages: number, iterations: number) {
   const fetches = lines.map((l) => /Heap Fetches: (\d+)/.exec(l)).find(Boolean);
   const statusMs = status.reduce((a, b) => a + b, 0) / status.length;
   const joinMs = join.reduce((a, b) => a + b, 0) / join.length;
-  return { keys: 100, iterations, statusColumnsMs: statusMs, joinMs, speedup: joinMs / statusMs, statusPlan: scan, statusHeapFetches: fetches ? Number(fetches[1]) : null };
+  return {
+    keys: 100,
+    iterations,
+    statusColumnsMs: statusMs,
+    joinMs,
+    speedup: joinMs / statusMs,
+    statusServerMs: mean(serverStatus),
+    joinServerMs: mean(serverJoin),
+    serverSpeedup: mean(serverJoin) / mean(serverStatus),
+    statusPlan: scan,
+    statusHeapFetches: fetches ? Number(fetches[1]) : null,
+  };
 }
 
 async function measureFlushInsert(c: Client, packages: number, rows: number, reps: number) {
@@ -193,7 +223,7 @@ async function measureFlushInsert(c: Client, packages: number, rows: number, rep
     const lines: string[] = [];
     for (let i = 0; i < rows; i++) {
       // Half already stored, half new (unique per rep, so each rep inserts fresh keys).
-      const [n, v, s] = i % 2 === 0 ? keyOf(rng.int(packages)) : [`org.fresh${rep}.p${i}`, 1, createHash('sha256').update(`f${rep}:${i}`).digest('hex')];
+      const [n, v, s] = i % 2 === 0 ? keyOf(rng.int(packages)) : [`org.fresh${rep + 10}.p${i}`, 1, createHash('sha256').update(`f${rep}:${i}`).digest('hex')];
       lines.push(`${n}\t${v}\t${s}\t${seenAt}\n`);
     }
     await copyLines(c, 'COPY flush_staging FROM STDIN', lines);
@@ -258,6 +288,9 @@ export async function runSchemaBench(options: { packages: number; quick: boolean
   const evaluatedShare = 0.2;
   await ensureSchemaDatabase(options.packages, evaluatedShare, options.log);
   return withClient(SCHEMA_DATABASE, async (c) => {
+    // Earlier runs' rolled-back inserts and updates cleared visibility-map bits; without
+    // this VACUUM the "index-only" scan would fetch heap pages it normally would not.
+    await c.query('VACUUM (ANALYZE) packages, packages_bare, evaluations, evaluations_rowtrig, analysis_queue');
     options.log('schema: lookups (status columns vs join)');
     const lookup = await measureLookups(c, options.packages, options.quick ? 200 : 1000);
     options.log('schema: flush insert with vs without status columns');
