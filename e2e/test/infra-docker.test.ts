@@ -91,6 +91,13 @@ test('the stages are prune → install + build → slim runtime with production 
   // Tools installed globally carry an exact version.
   for (const r of prune.filter((x) => /npm install --global/.test(x))) expect(r).toMatch(/\w@\d+\.\d+\.\d+/);
 
+  // The prune stage's turbo is the one the lockfile pins for everyone else.
+  const lock = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8')) as {
+    packages: Record<string, { version?: string }>;
+  };
+  const turbo = lock.packages['node_modules/turbo']?.version as string;
+  expect(prune.some((r) => r.includes(`turbo@${turbo}`))).toBe(true);
+
   const build = all(stage('build'), 'RUN').map((r) => r.args);
   expect(build[0]).toMatch(/^npm ci\b/);
   expect(build.some((r) => /turbo run build --filter="?@safepkg\/\$\{APP\}"?/.test(r))).toBe(true);
@@ -110,7 +117,8 @@ test('the stages are prune → install + build → slim runtime with production 
   // No `npm install` anywhere but the pinned global tool: builds come from the lockfile.
   for (const s of stages) {
     for (const r of all(s, 'RUN'))
-      if (/npm (i|install)\b/.test(r.args)) expect(r.args).toMatch(/^npm install --global .*\bturbo@\d+\.\d+\.\d+$/);
+      if (/npm (i|install)\b/.test(r.args))
+        expect(r.args).toMatch(/^npm install --global .*\bturbo@\d+\.\d+\.\d+$/);
   }
   // The runtime copies built output, never the build stage's node_modules (dev dependencies).
   for (const c of all(runtime, 'COPY')) expect(c.args).not.toMatch(/node_modules/);
