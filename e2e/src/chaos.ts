@@ -129,7 +129,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
         const live = apis.filter((a): a is RunningApp => a !== null);
         return live.length ? (live[Math.floor(random() * live.length)] as RunningApp).url : null;
       },
-      { clients: options.clients ?? 4, perRequest: 50, distinct: 40_000, namespace: 'chaos' },
+      // The distinct set grows with the run, so new packages keep arriving until the end.
+      { clients: options.clients ?? 4, perRequest: 50, distinct: Math.max(40_000, options.seconds * 2000), namespace: 'chaos' },
     );
     load.start();
 

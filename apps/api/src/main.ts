@@ -11,6 +11,7 @@ import {
   pingPostgres,
   pingRedis,
   SafepkgError,
+  waitUntilReady,
   type Config,
   type Logger,
   type RedisClient,
@@ -23,7 +24,13 @@ async function main(): Promise<void> {
   const config = loadConfig(process.env);
   const logger = createLogger(config, 'safepkg-api');
   const pool = createPool(config, 'safepkg-api');
-  const redis = createRedisClient(config, { connectionName: 'safepkg-api', maxRetriesPerRequest: 1, commandTimeoutMs: 2000 });
+  // No offline queue: while Redis is down a check must fall back to PostgreSQL at once.
+  const redis = createRedisClient(config, {
+    connectionName: 'safepkg-api',
+    maxRetriesPerRequest: 1,
+    commandTimeoutMs: 2000,
+    offlineQueue: false,
+  });
   // Connection errors are retried by ioredis; log them instead of crashing on an unhandled event.
   redis.on('error', (err: Error) => logger.warn({ err: err.message }, 'redis connection error'));
   pool.on('error', (err: Error) => logger.warn({ err: err.message }, 'idle postgres connection error'));
@@ -79,7 +86,10 @@ async function main(): Promise<void> {
  * neither answers, with the message naming them.
  */
 async function assertOneReachable(config: Config, pool: Pool, redis: RedisClient, logger: Logger): Promise<void> {
-  const [postgres, redisUp] = await Promise.allSettled([pingPostgres(pool, 5000), pingRedis(redis, 5000)]);
+  const [postgres, redisUp] = await Promise.allSettled([
+    pingPostgres(pool, 5000),
+    waitUntilReady(redis, 5000).then(() => pingRedis(redis, 5000)),
+  ]);
   if (postgres.status === 'rejected' && redisUp.status === 'rejected') {
     await assertReachable(config, pool, redis);
   }

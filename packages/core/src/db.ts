@@ -20,7 +20,10 @@ export function pgConnection(databaseUrl: string): ClientConfig {
 
 /**
  * The PostgreSQL pool. Every timeout is set so that a stalled server turns into an
- * error the caller handles (degraded answer, flusher backoff) instead of a hang.
+ * error the caller handles (degraded answer, flusher backoff) instead of a hang:
+ * connecting gives up after 5 s, a statement is cancelled by the server after
+ * PG_STATEMENT_TIMEOUT_MS and abandoned by the client 5 s later (a server that cannot
+ * even cancel), and a session idle inside a transaction is ended by the server.
  */
 export function createPool(config: Config, applicationName: string, max = config.pgPoolSize): Pool {
   return new Pool({
@@ -33,5 +36,8 @@ export function createPool(config: Config, applicationName: string, max = config
     query_timeout: config.pgStatementTimeoutMs + 5000,
     idle_in_transaction_session_timeout: config.pgStatementTimeoutMs * 2,
     keepAlive: true,
+    // Probe an idle pooled connection after 10 s instead of the OS default (2 h), so a
+    // server that vanished without closing its sockets is found before a query is sent to it.
+    keepAliveInitialDelayMillis: 10_000,
   });
 }

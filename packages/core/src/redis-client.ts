@@ -11,6 +11,13 @@ export interface RedisClientOptions {
   connectionName?: string;
   /** Reject a command with no reply after this long (request paths: a hung Redis must not hang requests). */
   commandTimeoutMs?: number;
+  /**
+   * Queue commands while disconnected (ioredis' default) or reject them at once. Request
+   * paths that have a fallback want `false`: with the queue, every command issued while
+   * Redis is down waits for the next reconnect attempt (up to the 2 s retry delay) before
+   * failing, so each degraded answer would cost seconds.
+   */
+  offlineQueue?: boolean;
 }
 
 /**
@@ -23,16 +30,38 @@ export function createRedisClient(config: Config, options: RedisClientOptions = 
     connectionName: options.connectionName,
     commandTimeout: options.commandTimeoutMs,
     connectTimeout: 5000,
+    enableOfflineQueue: options.offlineQueue ?? true,
     // Reconnect forever with a capped delay: Redis coming back must heal every process.
     retryStrategy: (times) => Math.min(times * 100, 2000),
   };
   if (config.redisClusterNodes) {
     return new Cluster(config.redisClusterNodes, {
       redisOptions: base,
+      enableOfflineQueue: options.offlineQueue ?? true,
       clusterRetryStrategy: (times) => Math.min(times * 100, 2000),
     });
   }
   return new Redis(config.redisUrl, base);
+}
+
+/**
+ * Resolves once the client is connected and ready, rejects after `timeoutMs`. A client
+ * without an offline queue rejects commands until then, so start-up waits for this first.
+ */
+export async function waitUntilReady(client: RedisClient, timeoutMs: number): Promise<void> {
+  if (client.status === 'ready') return;
+  let timer: NodeJS.Timeout | undefined;
+  let onReady: (() => void) | undefined;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      onReady = resolve;
+      client.once('ready', onReady);
+      timer = setTimeout(() => reject(new Error(`not ready within ${timeoutMs} ms`)), timeoutMs);
+    });
+  } finally {
+    clearTimeout(timer);
+    if (onReady) client.off('ready', onReady);
+  }
 }
 
 export function isCluster(client: RedisClient): client is Cluster {
