@@ -1,7 +1,15 @@
-import keySlot from 'cluster-key-slot';
+import { createRequire } from 'node:module';
 import { Redis } from 'ioredis';
 import { FLUSH_QUEUE_NAME, KeySchema, packageKey, type PartitionKeys } from '@safepkg/core';
 import { deletePrefix, pkgs, randomPrefix } from '@safepkg/testkit';
+
+// ioredis' own slot calculator (its cluster-key-slot dependency, which ships no types here),
+// so that "one slot" means what ioredis routes by.
+const keySlot = createRequire(require.resolve('ioredis'))('cluster-key-slot') as {
+  (key: string): number;
+  /** The common slot of all the keys, or -1 if they span slots. */
+  generateMulti(keys: string[]): number;
+};
 
 const keys = new KeySchema('pfx');
 const SIG = 'ab'.repeat(32);
