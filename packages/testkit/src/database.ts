@@ -73,9 +73,6 @@ export async function createTestDatabase(label = 'test'): Promise<TestDatabase> 
   }
   const url = adminUrl(name);
   const pool = new Pool({ connectionString: url, max: 5 });
-  // pool.end() resolves before its connections have closed, so the DROP … WITH (FORCE) in close()
-  // can terminate one of them on its way out; that 57P01 is expected, not a failure of the test.
-  pool.on('error', () => undefined);
   return {
     name,
     url,
