@@ -21,9 +21,9 @@ function signatureOf(namespace: string, i: number): string {
 
 /**
  * The apps devices can report: a Zipf-popular set of known apps, a hot set of new
- * releases, and an unbounded long tail of never-seen packages. Every known and hot
- * package is precomputed with its JSON fragment, so building a request body costs a
- * string join, not a JSON.stringify per package (the load generator shares the 2 cores).
+ * releases, and an unbounded long tail of never-seen packages. A known or hot package's
+ * JSON fragment is kept once made, so a request body costs mostly a string join, not a
+ * hash and a JSON.stringify per package (the load generator shares the machine's cores).
  */
 export class Catalogue {
   readonly knownZipf: Zipf;
@@ -34,8 +34,8 @@ export class Catalogue {
   constructor(readonly options: CatalogueOptions) {
     this.knownZipf = new Zipf(options.knownApps, options.knownExponent);
     this.hotZipf = new Zipf(Math.max(1, options.hotApps), options.hotExponent);
-    this.knownFragments = Array.from({ length: options.knownApps }, (_, i) => JSON.stringify(this.known(i)));
-    this.hotFragments = Array.from({ length: options.hotApps }, (_, i) => JSON.stringify(this.hot(i)));
+    this.knownFragments = new Array<string>(options.knownApps);
+    this.hotFragments = new Array<string>(options.hotApps);
   }
 
   known(i: number): PackageRef {
@@ -54,10 +54,10 @@ export class Catalogue {
   }
 
   knownFragment(i: number): string {
-    return this.knownFragments[i] as string;
+    return (this.knownFragments[i] ??= JSON.stringify(this.known(i)));
   }
 
   hotFragment(i: number): string {
-    return this.hotFragments[i] as string;
+    return (this.hotFragments[i] ??= JSON.stringify(this.hot(i)));
   }
 }

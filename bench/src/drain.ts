@@ -28,7 +28,7 @@ export interface DrainResult {
   statementsPer10kRows: number;
   /** insertBatch of 40,000 rows of which half are already stored, RETURNING the new half. */
   dedupe40kMs: { runs: number[]; median: number };
-  /** One flush batch of `rows` in one partition, by protocol step (median of 3, in-process, core code). */
+  /** One flush batch of `rows` in one partition, by protocol step (median of 3 reps, 1 when quick; in-process, core code). */
   batchPhasesMs: { rows: number; read: number; insert: number; confirm: number; rowsPerS: number };
 }
 
@@ -117,7 +117,8 @@ export async function runDrain(env: BenchEnv, entries: number): Promise<DrainRes
     await store.insertBatch(batch);
     const statementsPerBatch = counting.count() - c0;
     const runs: number[] = [];
-    for (let r = 0; r < 3; r++) {
+    const reps = env.quick ? 1 : 3;
+    for (let r = 0; r < reps; r++) {
       // 20,000 of the drained packages (already stored) and 20,000 new ones, interleaved.
       const { rows: stored } = await counting.pool.query<{ name: string; version_code: string; signature: string }>(
         'SELECT name, version_code, signature FROM packages WHERE id > $1 ORDER BY id OFFSET $2 LIMIT 20000',
@@ -134,7 +135,7 @@ export async function runDrain(env: BenchEnv, entries: number): Promise<DrainRes
       runs.push(Number(process.hrtime.bigint() - t) / 1e6);
       if (returned.length !== 20_000) throw new Error(`dedupe insert returned ${returned.length}, expected 20000`);
     }
-    const batchPhasesMs = await measureBatchPhases(buffer, store, catalogue, rng);
+    const batchPhasesMs = await measureBatchPhases(buffer, store, catalogue, rng, reps);
     await counting.pool.end();
     const batches = inserted.writeTransactions;
     return {
@@ -163,13 +164,13 @@ export async function runDrain(env: BenchEnv, entries: number): Promise<DrainRes
  * flusher runs (buffer-read.lua, insertBatch, buffer-confirm.lua), to show where a
  * batch's time goes; nothing else touches partition 0 meanwhile.
  */
-async function measureBatchPhases(buffer: RedisBuffer, store: PackageStore, catalogue: Catalogue, rng: Random) {
+async function measureBatchPhases(buffer: RedisBuffer, store: PackageStore, catalogue: Catalogue, rng: Random, reps: number) {
   const rows = configDefaults().flushBatchSize;
   const read: number[] = [];
   const insert: number[] = [];
   const confirm: number[] = [];
   const ms = (t: bigint) => Number(process.hrtime.bigint() - t) / 1e6;
-  for (let r = 0; r < 3; r++) {
+  for (let r = 0; r < reps; r++) {
     const keys: string[] = [];
     for (let n = 0; keys.length < rows; n++) {
       const key = packageKey(catalogue.tail(`phase${r}`, n, rng));

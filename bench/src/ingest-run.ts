@@ -69,10 +69,12 @@ export async function startStack(env: BenchEnv, databaseUrl: string, writeMode: 
   const nodeArgs = (app: string) =>
     env.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${join(env.profileDir, profileTag.replace(/\W+/g, '-'), app)}`] : [];
   const base = appEnv(env, databaseUrl, { WRITE_MODE: writeMode });
-  const apis = await Promise.all(Array.from({ length: env.apiProcesses }, () => startApp('api', base, nodeArgs('api'))));
-  const flusher = writeMode === 'buffered' ? await startApp('flusher', base, nodeArgs('flusher')) : null;
+  const [flusher, ...apis] = await Promise.all([
+    writeMode === 'buffered' ? startApp('flusher', base, nodeArgs('flusher')) : null,
+    ...Array.from({ length: env.apiProcesses }, () => startApp('api', base, nodeArgs('api'))),
+  ]);
   return {
-    apis,
+    apis: apis as AppProcess[],
     flusher,
     all: [...apis, ...(flusher ? [flusher] : [])] as AppProcess[],
     stop: async () => {

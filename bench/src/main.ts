@@ -54,7 +54,7 @@ function parseCli() {
     durationS: num(values.duration, quick ? 3 : 15),
     stormRate: values['storm-rate'] ? Number(values['storm-rate']) : null,
     steadyRate: num(values['steady-rate'], 1000),
-    drainEntries: num(values['drain-entries'], quick ? 100_000 : 1_000_000),
+    drainEntries: num(values['drain-entries'], quick ? 50_000 : 1_000_000),
     schemaPackages: num(values['schema-packages'], 1_000_000),
     seed: num(values.seed, 20260101),
   };
@@ -102,6 +102,7 @@ async function main(): Promise<void> {
       catalogue: catalogueOptions,
       database: BENCH_DATABASE,
       profile: cli.profile,
+      gitRevision: gitRevision(),
     },
     baselineLookupsPerS: null,
     ingest: [],
@@ -131,7 +132,7 @@ async function main(): Promise<void> {
   }
 
   if (env && cli.only.has('ingest')) {
-    results.baselineLookupsPerS = await runBaselineLookups(env, cli.quick ? 3 : 8);
+    results.baselineLookupsPerS = await runBaselineLookups(env, cli.quick ? 2 : 8);
     log(`baseline: ${Math.round(results.baselineLookupsPerS)} lookups/s with no ingest`);
     const run = async (spec: IngestSpec): Promise<IngestResult> => {
       log(`${spec.scenario} ${spec.writeMode} ${spec.rate ? `${spec.rate} req/s fixed` : 'closed loop'} for ${spec.durationS} s …`);
@@ -151,12 +152,15 @@ async function main(): Promise<void> {
       return out;
     };
     await closed('steady');
+    let stormRate = cli.stormRate;
     if (!cli.quick) {
       for (const writeMode of modes) await run({ scenario: 'steady', writeMode, durationS: cli.durationS, connections: 64, rate: cli.steadyRate });
+      const stormMax = await closed('storm');
+      // Equal offered load for both modes: 60 % of the slower mode's closed-loop rate, unless given.
+      stormRate ??= Math.max(10, Math.round(0.6 * Math.min(...stormMax.map((r) => r.load.requestsPerS))));
     }
-    const stormMax = await closed('storm');
-    // Equal offered load for both modes: 60 % of the slower mode's closed-loop rate, unless given.
-    const stormRate = cli.stormRate ?? Math.max(10, Math.round(0.6 * Math.min(...stormMax.map((r) => r.load.requestsPerS))));
+    // Quick runs skip the calibration: a rate any machine that runs the tests sustains.
+    stormRate ??= 40;
     for (const writeMode of modes) await run({ scenario: 'storm', writeMode, durationS: cli.durationS, connections: 64, rate: stormRate });
   }
 
@@ -167,7 +171,7 @@ async function main(): Promise<void> {
   }
 
   if (env && cli.only.has('freshness')) {
-    for (const source of ['api', 'buffer'] as const) {
+    for (const source of cli.quick ? (['buffer'] as const) : (['api', 'buffer'] as const)) {
       log(`freshness: 20,000 new packages/s ${source === 'api' ? 'through the api' : 'fed straight into the buffer'}`);
       const f = await runFreshness(env, source, 20_000, cli.quick ? 4 : 15);
       results.freshness.push(f);
@@ -197,12 +201,16 @@ async function main(): Promise<void> {
   if (full.drain) await renderSvg(drainLine(`Drain of ${full.drain.entries.toLocaleString('en-US')} buffered entries`, full.drain.depthOverTime), chartPath(RESULTS_DIR, id, 'drain'));
   console.log(`\n${md}`);
   log(`results: ${relative(process.cwd(), join(RESULTS_DIR, `${id}.json`))} (+ .md, charts)`);
-  // Git revision, when there is one, so a result can be matched to the code it measured.
+}
+
+/** So a result can be matched to the code it measured; null outside a git checkout. */
+function gitRevision(): string | null {
   try {
-    const rev = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: RESULTS_DIR, encoding: 'utf8' }).trim();
-    log(`measured at commit ${rev}`);
+    const rev = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: __dirname, encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', '.'], { cwd: join(__dirname, '..'), encoding: 'utf8' }).trim();
+    return dirty ? `${rev}+dirty-bench` : rev;
   } catch {
-    // not a git checkout
+    return null;
   }
 }
 
