@@ -22,6 +22,11 @@ export interface ChaosOptions {
   clients?: number;
   /** Progress lines (the summary is returned, not logged). */
   log?: (line: string) => void;
+  /**
+   * The harness's own control: Redis without AOF, killed under load with no wait. The
+   * run must then report lost > 0, which shows the accounting can see a loss.
+   */
+  redisWithoutAof?: boolean;
 }
 
 export interface ChaosSummary {
@@ -30,6 +35,8 @@ export interface ChaosSummary {
   flusherKills: number;
   postgresRestarts: number;
   redisRestarts: number;
+  /** Process starts that failed (a flusher refuses to start while PostgreSQL or Redis is down) and were retried. */
+  failedStarts: number;
   /** Distinct packages answered 200. */
   sent: number;
   /** Rows in packages. */
@@ -56,7 +63,7 @@ export function summaryLine(s: ChaosSummary): string {
   return (
     `kills=${s.kills} sent=${s.sent} stored=${s.stored} lost=${s.lost} duplicated=${s.duplicated} ` +
     `unqueued=${s.unqueued} buffer_left=${s.bufferLeft} api_kills=${s.apiKills} flusher_kills=${s.flusherKills} ` +
-    `pg_restarts=${s.postgresRestarts} redis_restarts=${s.redisRestarts} requests=${s.load.accepted} ` +
+    `pg_restarts=${s.postgresRestarts} redis_restarts=${s.redisRestarts} failed_starts=${s.failedStarts} requests=${s.load.accepted} ` +
     `retries=${s.load.retries} degraded=${s.load.degraded} refused=${refused || 'none'} abandoned=${s.load.abandoned} ` +
     `seconds=${s.seconds}`
   );
@@ -89,7 +96,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
   const random = Math.random;
 
   try {
-    [redisServer, pg] = await Promise.all([startRedisServer({ appendonly: true }), startPostgresServer()]);
+    [redisServer, pg] = await Promise.all([
+      startRedisServer({ appendonly: !options.redisWithoutAof }),
+      startPostgresServer(),
+    ]);
     const config: Config = {
       ...configDefaults(),
       databaseUrl: pg.url,
@@ -109,6 +119,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
 
     // A restart while PostgreSQL or Redis is down may fail (the flusher refuses to start
     // without both): try again until it comes up.
+    let failedStarts = 0;
     const startWithRetry = async (app: 'api' | 'flusher'): Promise<RunningApp> => {
       for (let attempt = 1; ; attempt++) {
         try {
@@ -116,6 +127,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
           everStarted.push(running);
           return running;
         } catch (err) {
+          failedStarts++;
           if (attempt >= 60) throw err;
           await sleep(250);
         }
@@ -123,6 +135,15 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
     };
     for (let i = 0; i < API_PODS; i++) apis[i] = await startWithRetry('api');
     let flusher = await startWithRetry('flusher');
+    let flusherKills = 0;
+    // Serialised: the kill loop and the outage task may both cycle the flusher.
+    let flusherCycle = Promise.resolve();
+    const cycleFlusher = () =>
+      (flusherCycle = flusherCycle.then(async () => {
+        await flusher.kill('SIGKILL');
+        flusherKills++;
+        flusher = await startWithRetry('flusher');
+      }));
 
     const load = new ChaosLoad(
       () => {
@@ -130,7 +151,12 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
         return live.length ? (live[Math.floor(random() * live.length)] as RunningApp).url : null;
       },
       // The distinct set grows with the run, so new packages keep arriving until the end.
-      { clients: options.clients ?? 4, perRequest: 50, distinct: Math.max(40_000, options.seconds * 2000), namespace: 'chaos' },
+      {
+        clients: options.clients ?? 4,
+        perRequest: 50,
+        distinct: Math.max(40_000, options.seconds * 2000),
+        namespace: 'chaos',
+      },
     );
     load.start();
 
@@ -144,25 +170,26 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
       log('postgres: restarted');
       await sleep(Math.max(0, began + duration * 0.65 - Date.now()));
       // Inside the AOF bound: no write accepted in the last second is at risk.
-      await load.pause();
-      while (Date.now() - load.lastAcceptedAt <= 1100) await sleep(50);
+      if (!options.redisWithoutAof) {
+        await load.pause();
+        while (Date.now() - load.lastAcceptedAt <= 1100) await sleep(50);
+      }
       log('redis: SIGKILL');
       await (redisServer as RedisServer).kill();
       load.resume();
       await sleep(1000);
       redisServer = await (redisServer as RedisServer).restart();
-      log('redis: restarted from its AOF');
+      log(`redis: restarted${options.redisWithoutAof ? ' empty' : ' from its AOF'}`);
+      // An empty Redis lost the flusher's job scheduler too, which the flusher creates at start.
+      if (options.redisWithoutAof) await cycleFlusher();
     })();
 
     let apiKills = 0;
-    let flusherKills = 0;
     for (let k = 0; k < options.kills; k++) {
       const at = began + ((k + random()) * duration) / options.kills;
       await sleep(Math.max(0, at - Date.now()));
       if (random() < 0.35) {
-        await flusher.kill('SIGKILL');
-        flusherKills++;
-        flusher = await startWithRetry('flusher');
+        await cycleFlusher();
       } else {
         const i = Math.floor(random() * API_PODS);
         const victim = apis[i];
@@ -200,6 +227,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
       flusherKills,
       postgresRestarts: 1,
       redisRestarts: 1,
+      failedStarts,
       sent: load.sent.size,
       stored: stored.rows,
       lost: diff.missing.length,

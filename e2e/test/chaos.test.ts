@@ -10,3 +10,10 @@ test('chaos: 20 SIGKILLs of api and flusher processes, a PostgreSQL crash and a 
   expect(summary.load.abandoned).toBe(0);
   expect(chaosFailed(summary)).toBe(false);
 }, 150_000);
+
+test('control: the same accounting reports a loss when Redis runs without AOF and is killed under load', async () => {
+  const summary = await runChaos({ kills: 0, seconds: 8, redisWithoutAof: true });
+  process.stdout.write(`control (no AOF): ${summaryLine(summary)}\n`);
+  expect(summary.lost).toBeGreaterThan(0);
+  expect(chaosFailed(summary)).toBe(true);
+}, 150_000);
