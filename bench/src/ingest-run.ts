@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { loadavg } from 'node:os';
 import { configDefaults, KeySchema } from '@safepkg/core';
 import { Redis } from 'ioredis';
+import { Client } from 'pg';
 import { BENCH_DATABASE, databaseStats, insertedSince, resetBenchDatabase } from './bench-database';
 import { appEnv, type BenchEnv } from './bench-env';
 import { Catalogue } from './catalogue';
@@ -28,6 +29,11 @@ export interface IngestSpec {
   connections: number;
   /** Fixed offered load in requests/s; undefined = closed loop. */
   rate?: number;
+  /**
+   * A PostgreSQL write stall during the load: a session holds `LOCK TABLE packages IN SHARE
+   * MODE` (reads go on, every INSERT waits), as a long maintenance statement would.
+   */
+  writeStall?: { atS: number; forMs: number };
 }
 
 export interface IngestResult {
@@ -61,7 +67,7 @@ export async function bufferDepth(redis: Redis, keys: KeySchema, partitions = co
 }
 
 export function runName(spec: IngestSpec): string {
-  return `${spec.scenario}/${spec.writeMode}/${spec.rate ? `rate${spec.rate}` : 'max'}`;
+  return `${spec.scenario}/${spec.writeMode}/${spec.rate ? `rate${spec.rate}` : 'max'}${spec.writeStall ? '/stall' : ''}`;
 }
 
 /** Starts the apps of a write mode (N api processes, plus the flusher when buffered). */
@@ -109,7 +115,9 @@ export async function runIngest(env: BenchEnv, spec: IngestSpec): Promise<Ingest
         shares: SCENARIO_SHARES[spec.scenario],
       });
       const from = probe.mark();
+      const stall = spec.writeStall ? holdWriteLock(databaseUrl, spec.writeStall.atS * 1000, spec.writeStall.forMs) : null;
       load = await runLoad({ urls: stack.apis.map((a) => a.url), durationS: spec.durationS, connections: spec.connections, overallRate: spec.rate, simulator });
+      await stall;
       await sleep(250);
       lookupsPerS = LookupProbe.rate(from, probe.mark());
       if (stack.flusher) {
@@ -163,5 +171,20 @@ export async function runBaselineLookups(env: BenchEnv, durationS: number): Prom
     return LookupProbe.rate(from, probe.mark());
   } finally {
     await probe.stop();
+  }
+}
+
+/** After `afterMs`, blocks every write to `packages` (not reads) for `forMs`. */
+async function holdWriteLock(databaseUrl: string, afterMs: number, forMs: number): Promise<void> {
+  const c = new Client({ connectionString: databaseUrl });
+  await c.connect();
+  try {
+    await sleep(afterMs);
+    await c.query('BEGIN');
+    await c.query('LOCK TABLE packages IN SHARE MODE');
+    await sleep(forMs);
+    await c.query('COMMIT');
+  } finally {
+    await c.end();
   }
 }

@@ -162,6 +162,11 @@ async function main(): Promise<void> {
     // Quick runs skip the calibration: a rate any machine that runs the tests sustains.
     stormRate ??= 40;
     for (const writeMode of modes) await run({ scenario: 'storm', writeMode, durationS: cli.durationS, connections: 64, rate: stormRate });
+    if (!cli.quick) {
+      // The same load with PostgreSQL refusing writes for 3 s in the middle (reads go on).
+      const writeStall = { atS: Math.floor(cli.durationS / 3), forMs: 3000 };
+      for (const writeMode of modes) await run({ scenario: 'storm', writeMode, durationS: cli.durationS, connections: 128, rate: stormRate, writeStall });
+    }
   }
 
   if (env && cli.only.has('drain')) {
@@ -193,7 +198,7 @@ async function main(): Promise<void> {
 
   if (full.ingest.length) {
     const bars = (value: (r: IngestResult) => number) =>
-      full.ingest.map((r) => ({ run: `${r.spec.scenario} ${r.spec.rate ? 'fixed' : 'max'}`, mode: r.spec.writeMode, value: value(r) }));
+      full.ingest.map((r) => ({ run: `${r.spec.scenario} ${r.spec.rate ? 'fixed' : 'max'}${r.spec.writeStall ? ' +stall' : ''}`, mode: r.spec.writeMode, value: value(r) }));
     await renderSvg(groupedBars('Checked packages per second', 'packages/s', bars((r) => r.load.packagesPerS)), chartPath(RESULTS_DIR, id, 'throughput'));
     await renderSvg(groupedBars('Request latency p99', 'p99 (ms)', bars((r) => r.load.latencyMs.p99)), chartPath(RESULTS_DIR, id, 'p99'));
     await renderSvg(groupedBars('Lookup capacity left (100-key lookups/s)', 'lookups/s', bars((r) => r.lookupsPerS)), chartPath(RESULTS_DIR, id, 'lookups'));

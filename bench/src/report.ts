@@ -29,8 +29,10 @@ export interface TargetCheck {
 
 const fmt = (n: number | null | undefined, d = 0) => (n === null || n === undefined || Number.isNaN(n) ? '–' : round(n, d).toLocaleString('en-US'));
 
-function find(ingest: IngestResult[], scenario: string, mode: string, fixed: boolean): IngestResult | undefined {
-  return ingest.find((r) => r.spec.scenario === scenario && r.spec.writeMode === mode && Boolean(r.spec.rate) === fixed);
+function find(ingest: IngestResult[], scenario: string, mode: string, fixed: boolean, stall = false): IngestResult | undefined {
+  return ingest.find(
+    (r) => r.spec.scenario === scenario && r.spec.writeMode === mode && Boolean(r.spec.rate) === fixed && Boolean(r.spec.writeStall) === stall,
+  );
 }
 
 /** Each target of the brief, from what was measured; null = not measured in this run. */
@@ -103,20 +105,24 @@ export function markdown(r: BenchResults): string {
     for (const x of r.ingest) {
       const l = x.load;
       lines.push(
-        `| ${x.spec.scenario} ${x.spec.writeMode} | ${x.spec.rate ? `${x.spec.rate} req/s fixed` : `closed, ${x.spec.connections} conns`} | ${fmt(l.packagesPerS)} | ${fmt(l.requestsPerS)} | ${fmt(l.latencyMs.p50, 1)} | ${fmt(l.latencyMs.p95, 1)} | ${fmt(l.latencyMs.p99, 1)} | ${l.errors} / ${l.non2xx} | ${fmt(x.postgres.newPackages)} | ${fmt(x.postgres.writeTransactions)} | ${fmt(x.postgres.writeTransactionsPer10k, 2)} | ${fmt(x.lookupsPerS)} | ${x.drainAfterLoadMs === null ? '–' : `${fmt(x.drainAfterLoadMs)} ms`} |`,
+        `| ${x.spec.scenario} ${x.spec.writeMode} | ${x.spec.rate ? `${x.spec.rate} req/s fixed` : `closed, ${x.spec.connections} conns`}${x.spec.writeStall ? `, writes blocked ${x.spec.writeStall.forMs / 1000} s` : ''} | ${fmt(l.packagesPerS)} | ${fmt(l.requestsPerS)} | ${fmt(l.latencyMs.p50, 1)} | ${fmt(l.latencyMs.p95, 1)} | ${fmt(l.latencyMs.p99, 1)} | ${l.errors} / ${l.non2xx} | ${fmt(x.postgres.newPackages)} | ${fmt(x.postgres.writeTransactions)} | ${fmt(x.postgres.writeTransactionsPer10k, 2)} | ${fmt(x.lookupsPerS)} | ${x.drainAfterLoadMs === null ? '–' : `${fmt(x.drainAfterLoadMs)} ms`} |`,
       );
     }
     lines.push('', `Baseline lookup capacity (side process, 2 loops of 100-key lookupMany, nothing else on the database): ${fmt(r.baselineLookupsPerS)} lookups/s.`, '');
     const pairs: string[] = [];
-    for (const scenario of ['steady', 'storm']) {
-      for (const fixed of [false, true]) {
-        const b = find(r.ingest, scenario, 'buffered', fixed);
-        const d = find(r.ingest, scenario, 'direct', fixed);
-        if (!b || !d) continue;
-        pairs.push(
-          `| ${scenario} ${fixed ? 'fixed' : 'max'} | ${fmt(b.load.packagesPerS / d.load.packagesPerS, 2)} | ${fmt(b.load.latencyMs.p99 / d.load.latencyMs.p99, 2)} | ${fmt(b.postgres.writeTransactionsPer10k / Math.max(1e-9, d.postgres.writeTransactionsPer10k), 4)} | ${fmt(b.lookupsPerS / Math.max(1e-9, d.lookupsPerS), 2)} |`,
-        );
-      }
+    for (const [scenario, fixed, stall] of [
+      ['steady', false, false],
+      ['steady', true, false],
+      ['storm', false, false],
+      ['storm', true, false],
+      ['storm', true, true],
+    ] as const) {
+      const b = find(r.ingest, scenario, 'buffered', fixed, stall);
+      const d = find(r.ingest, scenario, 'direct', fixed, stall);
+      if (!b || !d) continue;
+      pairs.push(
+        `| ${scenario} ${fixed ? 'fixed' : 'max'}${stall ? ' + write stall' : ''} | ${fmt(b.load.packagesPerS / d.load.packagesPerS, 2)} | ${fmt(b.load.latencyMs.p99 / d.load.latencyMs.p99, 2)} | ${fmt(b.postgres.writeTransactionsPer10k / Math.max(1e-9, d.postgres.writeTransactionsPer10k), 4)} | ${fmt(b.lookupsPerS / Math.max(1e-9, d.lookupsPerS), 2)} |`,
+      );
     }
     if (pairs.length) {
       lines.push('Ratios buffered / direct:', '', '| run | pkg/s | p99 | write xacts per 10k new | lookups/s left |', '|---|---:|---:|---:|---:|', ...pairs, '');
