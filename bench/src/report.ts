@@ -1,6 +1,7 @@
 import type { DrainResult } from './drain';
 import type { FreshnessResult } from './freshness';
 import type { IngestResult } from './ingest-run';
+import type { SelfTime } from './profile-summary';
 import type { SchemaResult } from './schema-bench';
 import { round } from './stats';
 
@@ -18,7 +19,7 @@ export interface BenchResults {
   freshness: FreshnessResult[];
   schema: SchemaResult | null;
   targets: TargetCheck[];
-  profiles: { file: string; totalMs: number; top: { fn: string; selfMs: number; share: number }[] }[];
+  profiles: { file: string; totalMs: number; top: SelfTime[]; byModule: SelfTime[] }[];
 }
 
 export interface TargetCheck {
@@ -172,6 +173,7 @@ export function markdown(r: BenchResults): string {
     for (const p of r.profiles) {
       lines.push(`${p.file} (${fmt(p.totalMs)} ms sampled):`, '');
       for (const t of p.top.slice(0, 8)) lines.push(`- ${t.share} % ${t.fn}`);
+      lines.push(`- by module: ${p.byModule.slice(0, 8).map((t) => `${t.fn} ${t.share} %`).join(', ')}`);
       lines.push('');
     }
   }
