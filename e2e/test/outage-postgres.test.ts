@@ -24,10 +24,13 @@ beforeAll(async () => {
   pg = await startPostgresServer();
   pool = new Pool({ connectionString: pg.url, max: 2 });
   pool.on('error', () => undefined);
+  // A short statement timeout, as recommended for the api: it also bounds how long a check
+  // waits for a frozen PostgreSQL (the second test).
   const env = contextEnv(ctx.config, {
     DATABASE_URL: pg.url,
     LOG_LEVEL: 'warn',
     FLUSH_BACKOFF_MAX_MS: '800',
+    PG_STATEMENT_TIMEOUT_MS: '1000',
   });
   [api, flusher] = await Promise.all([startApp('api', env), startApp('flusher', env)]);
 });
@@ -129,4 +132,32 @@ test('PostgreSQL down: cache hits answered, misses unknown + pending + degraded 
   const after = await postCheck(api.url, fresh);
   expect(after.degraded).toBe(false);
   expect(after.results.every((r) => r.known && !r.pending)).toBe(true);
+});
+
+test('PostgreSQL frozen (SIGSTOP: sockets open, no answers): checks still answer, degraded, and nothing is lost', async () => {
+  const fresh = pkgs(0, 30, 'pgfrozen');
+  await pg.freeze();
+  try {
+    for (const body of [fresh.slice(0, 20), fresh.slice(10, 30)]) {
+      // Answered at all: only the pool's client-side timeouts can end a wait on a frozen server.
+      const res = await postCheck(api.url, body);
+      expect(res.status).toBe(200);
+      expect(res.degraded).toBe(true);
+      expect(res.results.every((r) => r.pending && !r.known)).toBe(true);
+    }
+  } finally {
+    await pg.thaw();
+  }
+  await waitFor(
+    async () => {
+      const stored = await auditStored(pool);
+      return (
+        fresh.every((p) => stored.stored.has(packageKey(p))) &&
+        (await auditBuffer(ctx.redis, ctx.keys, ctx.config.bufferPartitions)).pending === 0
+      );
+    },
+    { timeoutMs: 30000, intervalMs: 200, what: 'the buffer to drain after PostgreSQL thaws' },
+  );
+  const stored = await auditStored(pool);
+  expect(stored).toMatchObject({ queued: stored.rows, queuedDistinct: stored.rows, orphans: 0 });
 });

@@ -26,6 +26,13 @@ export interface PostgresServer {
   stop(mode: PostgresStopMode): Promise<void>;
   /** Starts again on the same port and data directory. */
   start(): Promise<void>;
+  /**
+   * SIGSTOP to the server and its backends: it keeps its sockets open and answers nothing,
+   * as a frozen host or a network black hole would (only client-side timeouts help).
+   */
+  freeze(): Promise<void>;
+  /** SIGCONT: undoes freeze(). */
+  thaw(): Promise<void>;
   /** Stops it (if running) and deletes its directory. */
   remove(): Promise<void>;
   /** The server's log, for failure messages. */
@@ -125,6 +132,13 @@ export async function startPostgresServer(options: { port?: number } = {}): Prom
     throw err;
   }
 
+  const signalAll = async (signal: 'SIGSTOP' | 'SIGCONT') => {
+    const postmaster = readFileSync(join(data, 'postmaster.pid'), 'utf8').split('\n')[0]?.trim() ?? '';
+    const { stdout } = await run('pgrep', ['-P', postmaster]).catch(() => ({ stdout: '' }));
+    const pids = [postmaster, ...stdout.split('\n').map((p) => p.trim())].filter(Boolean).map(Number);
+    for (const pid of pids) process.kill(pid, signal);
+  };
+
   return {
     port,
     url,
@@ -133,7 +147,10 @@ export async function startPostgresServer(options: { port?: number } = {}): Prom
     startTimesMs,
     stop,
     start,
+    freeze: () => signalAll('SIGSTOP'),
+    thaw: () => signalAll('SIGCONT'),
     async remove() {
+      await signalAll('SIGCONT').catch(() => undefined);
       if (await running()) await stop('immediate');
       rmSync(dir, { recursive: true, force: true });
     },
