@@ -14,6 +14,7 @@ import { runBaselineLookups, runIngest, type IngestResult, type IngestSpec, type
 import { findProfiles, summariseProfile } from './profile-summary';
 import { checkTargets, markdown, type BenchResults } from './report';
 import { runSchemaBench } from './schema-bench';
+import { deletePrefix } from './redis-prefix';
 
 const PARTS = ['ingest', 'drain', 'freshness', 'schema'] as const;
 type Part = (typeof PARTS)[number];
@@ -182,6 +183,13 @@ async function main(): Promise<void> {
       results.freshness.push(f);
       log(`freshness (${source}): ${Math.round(f.achievedNewPerS)} new/s achieved, lag p50 ${f.lagMs.p50} ms, p99 ${f.lagMs.p99} ms over ${f.rowsObserved} rows`);
     }
+  }
+
+  if (env) {
+    // Nothing of the benchmark stays in the shared Redis (cache entries would linger an hour).
+    const redis = new Redis(env.redisUrl);
+    await deletePrefix(redis, env.keyPrefix);
+    redis.disconnect();
   }
 
   if (cli.only.has('schema')) {
