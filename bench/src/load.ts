@@ -48,8 +48,9 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
               connections: Math.max(1, Math.round(options.connections / per)),
               duration: options.durationS,
               timeout: 10,
+              // The rate split exactly: the first (rate mod n) instances take one request/s more.
               ...(options.overallRate
-                ? { overallRate: Math.max(1, Math.round(options.overallRate / per + (i < options.overallRate % per ? 0.5 : 0))) }
+                ? { overallRate: Math.max(1, Math.floor(options.overallRate / per) + (i < options.overallRate % per ? 1 : 0)) }
                 : {}),
               requests: [
                 {
