@@ -99,6 +99,7 @@ export async function startRedisServer(
   await waitFor(
     async () => {
       const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      r.on('error', () => undefined); // refused while the server starts: waitFor retries
       try {
         await r.connect();
         return (await r.ping()) === 'PONG';
