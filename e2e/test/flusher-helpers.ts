@@ -44,12 +44,12 @@ export async function queueTotals(ctx: TestContext, taken: readonly string[]) {
   return { total: all.length, distinct: distinct.length, orphans: distinct.length - Number(known[0]?.n) };
 }
 
-/** Sums of the "flushed partition" log lines of a flusher's output. */
+/** Sums of the "flushed round" log lines of a flusher's output. */
 export function loggedFlushes(output: string): { rows: number; newRows: number } {
   let rows = 0;
   let newRows = 0;
   for (const line of output.split('\n')) {
-    if (!line.includes('"flushed partition"')) continue;
+    if (!line.includes('"flushed round"')) continue;
     const entry = JSON.parse(line) as { rows: number; newRows: number };
     rows += entry.rows;
     newRows += entry.newRows;

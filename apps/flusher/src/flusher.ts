@@ -11,14 +11,26 @@ import {
 } from '@safepkg/core';
 import { Backoff } from './backoff';
 import type { Checkpoint } from './crash-points';
+import { liveCursors, readRound, type PartitionCursor } from './flush-round';
 import { LeaseKeeper } from './lease-keeper';
 import type { FlusherMetrics } from './metrics';
-import { PartitionFlusher, type PartitionFlushResult } from './partition-flusher';
+import { RoundWriter, type PartitionCounts } from './round-writer';
+
+/** What one partition contributed to a tick. */
+export interface PartitionFlushResult extends PartitionCounts {
+  partition: number;
+  /** Rounds (PostgreSQL transactions, halves aside) that carried its entries. */
+  batches: number;
+}
 
 export interface TickResult {
   skipped: 'backoff' | 'stopping' | null;
+  /** Partitions that had entries flushed or dead-lettered, in partition order. */
   partitions: PartitionFlushResult[];
+  /** Rounds written: each one PostgreSQL transaction over entries of any number of partitions. */
+  rounds: number;
   leasesBusy: number;
+  ms: number;
   error: string | null;
 }
 
@@ -41,11 +53,14 @@ export interface FlusherDeps {
 const STRAY_SCAN_EVERY_MS = 60_000;
 
 /**
- * One flush tick drains every partition whose lease it can take. Failures (PostgreSQL
- * or Redis unavailable) leave entries pending and back the next tick off.
+ * One flush tick takes the lease of every partition it can, then drains them all in
+ * rounds of up to FLUSH_BATCH_SIZE entries drawn from several partitions, each round one
+ * PostgreSQL transaction. So a tick costs ceil(entries / FLUSH_BATCH_SIZE) transactions
+ * however the entries spread over partitions (one per partition per tick before).
+ * Failures (PostgreSQL or Redis unavailable) leave entries pending and back the next tick off.
  */
 export class Flusher {
-  private readonly partitionFlusher: PartitionFlusher;
+  private readonly writer: RoundWriter;
   private readonly backoff: Backoff;
   private stray: number[] = [];
   private strayScannedAt = 0;
@@ -53,18 +68,17 @@ export class Flusher {
   lastSuccessAt: number | null = null;
 
   constructor(private readonly deps: FlusherDeps) {
-    this.partitionFlusher = new PartitionFlusher({
+    this.writer = new RoundWriter({
       buffer: deps.buffer,
       store: deps.store,
       metrics: deps.metrics,
       logger: deps.logger,
-      batchSize: deps.config.flushBatchSize,
       checkpoint: deps.checkpoint,
     });
     this.backoff = deps.backoff ?? new Backoff(deps.config.flushIntervalMs, deps.config.flushBackoffMaxMs);
   }
 
-  /** Lets the current batch finish, then stops at the next boundary. */
+  /** Lets the current round finish, then stops before the next one. */
   stop(): void {
     this.stopping = true;
   }
@@ -78,16 +92,27 @@ export class Flusher {
   }
 
   async tick(): Promise<TickResult> {
-    const result: TickResult = { skipped: null, partitions: [], leasesBusy: 0, error: null };
+    const started = Date.now();
+    const result: TickResult = {
+      skipped: null,
+      partitions: [],
+      rounds: 0,
+      leasesBusy: 0,
+      ms: 0,
+      error: null,
+    };
     if (this.stopping) return { ...result, skipped: 'stopping' };
     if (!this.backoff.ready()) return { ...result, skipped: 'backoff' };
+    let held: LeaseKeeper[] = [];
     try {
-      for (const p of await this.partitions()) {
-        if (this.stopping) break;
-        const flushed = await this.flushPartition(p);
-        if (flushed === null) result.leasesBusy++;
-        else if (flushed.rows > 0 || flushed.deadLettered > 0) result.partitions.push(flushed);
-      }
+      const wanted = await this.partitions();
+      held = await this.acquire(wanted);
+      result.leasesBusy = wanted.length - held.length;
+      await this.drain(held, result);
+      result.ms = Date.now() - started;
+      const lost = held.find((k) => k.isLost);
+      // Reported as a failed tick, as before rounds: another flusher is at work, so backing off saves work.
+      if (lost) throw new LeaseLostError(lost.partition);
       this.backoff.succeed();
       this.lastSuccessAt = Date.now();
       this.deps.metrics.lastSuccess.set(this.lastSuccessAt / 1000);
@@ -101,36 +126,106 @@ export class Flusher {
         { err, retryInMs: delay, consecutiveFailures: this.backoff.consecutiveFailures },
         'flush tick failed; entries stay buffered',
       );
+    } finally {
+      // Released on success, error and stop alike; a lost lease is left to its new holder.
+      await Promise.all(held.map((k) => k.close()));
     }
+    result.ms = Date.now() - started;
     return result;
   }
 
-  /** Null when another flusher holds the partition's lease. */
-  private async flushPartition(p: number): Promise<PartitionFlushResult | null> {
+  /** Takes every lease it can at once (pipelined), skipping partitions another flusher holds. */
+  private async acquire(partitions: readonly number[]): Promise<LeaseKeeper[]> {
     const { config, redis, keys, logger, metrics } = this.deps;
-    const lease: PartitionLease | null =
-      this.deps.leases === false
-        ? { partition: p, renew: async () => true, release: async () => true }
-        : await Lease.acquire(redis, keys, p, config.lockTtlMs);
-    if (!lease) return null;
-    const keeper = new LeaseKeeper(lease, Math.max(100, Math.floor(config.lockTtlMs / 3)), (partition) => {
-      metrics.leaseLosses.inc();
-      logger.warn({ partition }, 'flush lease lost; stopping before the next PostgreSQL write');
+    const settled = await Promise.allSettled(
+      partitions.map(async (p): Promise<PartitionLease | null> =>
+        this.deps.leases === false
+          ? { partition: p, renew: async () => true, release: async () => true }
+          : Lease.acquire(redis, keys, p, config.lockTtlMs),
+      ),
+    );
+    const leases: PartitionLease[] = [];
+    let failure: unknown = null;
+    for (const s of settled) {
+      if (s.status === 'rejected') failure ??= s.reason;
+      else if (s.value) leases.push(s.value);
+    }
+    if (failure !== null) {
+      await Promise.all(leases.map((l) => l.release().catch(() => undefined)));
+      throw failure;
+    }
+    const renewEveryMs = Math.max(100, Math.floor(config.lockTtlMs / 3));
+    return leases.map((lease) => {
+      const keeper = new LeaseKeeper(lease, renewEveryMs, (partition) => {
+        metrics.leaseLosses.inc();
+        logger.warn(
+          { partition },
+          'flush lease lost; its entries are dropped from the tick before the next PostgreSQL write',
+        );
+      });
+      keeper.start();
+      return keeper;
     });
-    keeper.start();
-    try {
-      await this.deps.checkpoint?.('lease-held');
-      const r = await this.partitionFlusher.flush(keeper, () => this.stopping);
-      if (r.rows > 0 || r.deadLettered > 0) {
+  }
+
+  /** Snapshots each held partition's seq, then writes rounds until every partition is drained, lost or the flusher stops. */
+  private async drain(held: readonly LeaseKeeper[], result: TickResult): Promise<void> {
+    if (held.length === 0) return;
+    const { buffer, config, checkpoint, logger, metrics } = this.deps;
+    await checkpoint?.('lease-held');
+    const cursors: PartitionCursor[] = await Promise.all(
+      held.map(async (lease) => ({
+        lease,
+        snapshot: await buffer.snapshotSeq(lease.partition),
+        after: null,
+        exhausted: false,
+      })),
+    );
+    const keeperOf = new Map(held.map((k) => [k.partition, k]));
+    const isLost = (p: number) => keeperOf.get(p)?.isLost ?? true;
+    const byPartition = new Map<number, PartitionFlushResult>();
+    while (!this.stopping) {
+      const round = await readRound(buffer, cursors, config.flushBatchSize);
+      if (round.length === 0) break;
+      await checkpoint?.('after-read');
+      const roundStarted = Date.now();
+      const end = metrics.batchDuration.startTimer();
+      const written = await this.writer.write(round, isLost);
+      end();
+      result.rounds++;
+      const partitions: Record<string, PartitionCounts> = {};
+      for (const [p, c] of written.byPartition) {
+        partitions[p] = c;
+        const total = byPartition.get(p) ?? {
+          partition: p,
+          rows: 0,
+          newRows: 0,
+          deadLettered: 0,
+          batches: 0,
+        };
+        byPartition.set(p, {
+          partition: p,
+          rows: total.rows + c.rows,
+          newRows: total.newRows + c.newRows,
+          deadLettered: total.deadLettered + c.deadLettered,
+          batches: total.batches + 1,
+        });
+      }
+      if (written.rows > 0 || written.deadLettered > 0) {
+        const { rows, newRows, deadLettered } = written;
         logger.info(
-          { partition: p, rows: r.rows, newRows: r.newRows, deadLettered: r.deadLettered, batches: r.batches, ms: r.ms },
-          'flushed partition',
+          { round: result.rounds, rows, newRows, deadLettered, ms: Date.now() - roundStarted, partitions },
+          'flushed round',
         );
       }
-      return r;
-    } finally {
-      await keeper.close();
+      const next = liveCursors(cursors);
+      if (next.length === 0) break;
+      // Between rounds, as between batches before: a partition whose renewal fails is dropped from the tick.
+      await Promise.all(next.map((c) => c.lease.renew()));
     }
+    result.partitions = [...byPartition.values()]
+      .filter((r) => r.rows > 0 || r.deadLettered > 0)
+      .sort((a, b) => a.partition - b.partition);
   }
 
   private async record(result: TickResult): Promise<void> {
@@ -141,7 +236,7 @@ export class Flusher {
       rows,
       newRows: result.partitions.reduce((a, p) => a + p.newRows, 0),
       deadLettered: result.partitions.reduce((a, p) => a + p.deadLettered, 0),
-      ms: result.partitions.reduce((a, p) => a + p.ms, 0),
+      ms: result.ms,
     };
     await this.deps.redis.set(this.deps.keys.flusherStatus(), JSON.stringify(summary));
   }

@@ -1,11 +1,11 @@
-import { LeaseLostError, type PartitionLease } from '@safepkg/core';
+import type { PartitionLease } from '@safepkg/core';
 
 /**
- * Holds one partition's lease while its flush runs. It renews on a timer as well as
- * between batches, because a single long batch (a slow COPY, a halving cascade over
- * poison rows) can outlast the TTL; and it remembers a failed renewal, so the flush can
- * refuse its next PostgreSQL write synchronously instead of paying a Redis round trip
- * before every statement.
+ * Holds one partition's lease for the length of a tick. It renews on a timer as well as
+ * between rounds, because a single long round (a slow COPY, a halving cascade over
+ * poison rows) can outlast the TTL; and it remembers a failed renewal, so the round can
+ * drop the partition's entries before its next PostgreSQL write synchronously instead of
+ * paying a Redis round trip per partition before every statement.
  */
 export class LeaseKeeper {
   private lost = false;
@@ -41,11 +41,6 @@ export class LeaseKeeper {
       this.onLost(this.lease.partition);
     }
     return held;
-  }
-
-  /** Throws LeaseLostError once a renewal has failed. */
-  assertHeld(): void {
-    if (this.lost) throw new LeaseLostError(this.lease.partition);
   }
 
   /** Stops renewing and releases the lease (compare-on-token: a successor's lease is never deleted). */

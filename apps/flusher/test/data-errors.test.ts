@@ -1,4 +1,4 @@
-import { isDataError } from '../src/partition-flusher';
+import { isDataError } from '../src/data-errors';
 
 test('only errors caused by the rows themselves are data errors (isolated to dead letters); the rest back off', () => {
   // 22xxx data exception, 23xxx integrity constraint, 54000 program limit (an index row too large).

@@ -1,6 +1,7 @@
 import {
   BufferFullError,
   KeySchema,
+  READ_CHUNK,
   RedisBuffer,
   packageKey,
   partitionOf,
@@ -166,12 +167,16 @@ describe('read', () => {
     expect(await buffer.snapshotSeq(5)).toBe(0);
   });
 
-  test('a batch of 10,000 (the default FLUSH_BATCH_SIZE) from one partition is read whole', async () => {
+  test('a batch of 10,000 (the default FLUSH_BATCH_SIZE) from one partition is read whole, across READ_CHUNK-sized script calls', async () => {
     const { buffer } = bufferFor(1);
     for (let i = 0; i < 10; i++) await buffer.add(entries(400_000 + i * 1000, 1000, i));
+    expect(READ_CHUNK).toBeLessThan(10_000);
     const batch = await buffer.read(0, null, await buffer.snapshotSeq(0), 10_000);
     expect(batch).toHaveLength(10_000);
     expect(batch[9999]?.score).toBe(10_000);
+    // No gap and no repeat at the chunk seams.
+    expect(batch.every((e, i) => e.score === i + 1)).toBe(true);
+    expect(new Set(batch.map((e) => e.key)).size).toBe(10_000);
   });
 });
 

@@ -1,0 +1,109 @@
+import { Pool } from 'pg';
+import { RedisBuffer } from '@safepkg/core';
+import { bufferPackages, flushState, pkg, useTestContext, waitFor } from '@safepkg/testkit';
+import { countStatements, counterValue, testFlusher } from './helpers';
+
+const PARTITIONS = 16;
+const BATCH = 1000;
+const ctx = useTestContext({ bufferPartitions: PARTITIONS, flushBatchSize: BATCH, lockTtlMs: 30_000 });
+const state = () => flushState(ctx.db.pool, ctx.redis, ctx.keys, PARTITIONS);
+
+beforeEach(async () => {
+  await ctx.db.pool.query('TRUNCATE packages, analysis_queue CASCADE');
+  for (let p = 0; p < PARTITIONS; p++) await ctx.redis.del(...Object.values(ctx.keys.partition(p)));
+});
+
+async function depths(buffer: RedisBuffer, partitions: number): Promise<number[]> {
+  const stats = await buffer.stats(Array.from({ length: partitions }, (_, p) => p));
+  return stats.map((s) => s.depth);
+}
+
+test('one tick over 16 partitions writes ceil(total / FLUSH_BATCH_SIZE) transactions of 5 statements, not one per partition', async () => {
+  const pool = new Pool({ connectionString: ctx.db.url, max: 2 });
+  const statements = countStatements(pool);
+  try {
+    const t = testFlusher(ctx, { pool });
+    const total = 2600;
+    const keys = await bufferPackages(t.buffer, total, 'rounds');
+    // The premise: every partition holds entries, so a per-partition flush would need ≥ 16 transactions.
+    expect((await depths(t.buffer, PARTITIONS)).every((d) => d > 0)).toBe(true);
+
+    const r = await t.flusher.tick();
+    expect(r.error).toBeNull();
+    expect(t.store.inserts).toBe(Math.ceil(total / BATCH));
+    expect(r.rounds).toBe(3);
+    expect(statements.count).toBe(3 * 5);
+    expect(r.partitions.map((p) => p.partition)).toEqual(Array.from({ length: PARTITIONS }, (_, p) => p));
+    expect(r.partitions.reduce((a, p) => a + p.rows, 0)).toBe(total);
+    expect(r.partitions.reduce((a, p) => a + p.newRows, 0)).toBe(total);
+    expect(await counterValue(t.metrics.rows)).toBe(total);
+    expect(await counterValue(t.metrics.newRows)).toBe(total);
+
+    const s = await state();
+    expect(s.storedKeys).toEqual([...keys].sort());
+    expect(s).toMatchObject({ pending: 0, dead: 0, queued: total, queuedDistinct: total, queueOrphans: 0, leases: 0 });
+  } finally {
+    await pool.end();
+  }
+});
+
+test('a poison row in a multi-partition round is dead-lettered in its own partition; the rest of the round is written', async () => {
+  const t = testFlusher(ctx, { config: { flushBatchSize: 10_000 } });
+  const good = await bufferPackages(t.buffer, 500, 'mixed');
+  const poison = `9lives.poison:1:${pkg(1).signature}`;
+  await t.buffer.add([{ key: poison, payload: { t: 1_700_000_000_000 } }]);
+
+  const r = await t.flusher.tick();
+  expect(r.error).toBeNull();
+  expect(r.rounds).toBe(1);
+  const s = await state();
+  expect(s.storedKeys).toEqual([...good].sort());
+  expect(s).toMatchObject({ pending: 0, dead: 1, queued: 500, queuedDistinct: 500 });
+  const own = t.buffer.partitionOf(poison);
+  expect(await t.buffer.deadLetters([own])).toMatchObject([{ partition: own, key: poison, error: { code: '23514' } }]);
+  expect(r.partitions.find((p) => p.partition === own)?.deadLettered).toBe(1);
+});
+
+test('a lease lost while a round is in hand drops that partition before the write; the other partitions of the round are written', async () => {
+  const victim = 3;
+  const lock = ctx.keys.partition(victim).lock;
+  const t = testFlusher(ctx, {
+    config: { lockTtlMs: 1000 },
+    deps: {
+      checkpoint: async (point) => {
+        if (point !== 'after-read') return;
+        await ctx.redis.set(lock, 'another-flusher', 'PX', 30_000);
+        await waitFor(async () => (await counterValue(t.metrics.leaseLosses)) === 1, { what: 'the timer to notice the loss' });
+      },
+    },
+  });
+  const keys = await bufferPackages(t.buffer, 400, 'dropped');
+  const victimKeys = keys.filter((k) => t.buffer.partitionOf(k) === victim);
+  expect(victimKeys.length).toBeGreaterThan(0);
+
+  const r = await t.flusher.tick();
+  expect(r.error).toMatch(/lease on partition 3 was lost/);
+  expect(t.store.inserts).toBe(1);
+  const s = await state();
+  expect(s.storedKeys).toEqual(keys.filter((k) => !victimKeys.includes(k)).sort());
+  expect(s).toMatchObject({ pending: victimKeys.length, queued: 400 - victimKeys.length });
+  // The thief keeps its lease; every other lease was released.
+  expect(await ctx.redis.get(lock)).toBe('another-flusher');
+  expect(s.leases).toBe(1);
+});
+
+test('stray partitions (beyond BUFFER_PARTITIONS) are drained in the same rounds as the configured ones', async () => {
+  // Buffered while 16 partitions were configured; the flusher now runs with 4.
+  const t = testFlusher(ctx, { config: { bufferPartitions: 4 } });
+  const wide = new RedisBuffer(ctx.redis, ctx.keys, PARTITIONS, ctx.config.maxBufferDepth);
+  const keys = await bufferPackages(wide, 1500, 'stray');
+  expect((await depths(wide, PARTITIONS)).slice(4).some((d) => d > 0)).toBe(true);
+
+  const r = await t.flusher.tick();
+  expect(r.error).toBeNull();
+  expect(t.store.inserts).toBe(2);
+  expect(r.partitions.some((p) => p.partition >= 4)).toBe(true);
+  const s = await state();
+  expect(s.storedKeys).toEqual([...keys].sort());
+  expect(s).toMatchObject({ pending: 0, queued: 1500, queuedDistinct: 1500, leases: 0 });
+});
