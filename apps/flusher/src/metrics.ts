@@ -15,7 +15,7 @@ export class FlusherMetrics {
   });
   readonly batchDuration = new Histogram({
     name: 'safepkg_flush_batch_duration_seconds',
-    help: 'Time to write one batch to PostgreSQL and confirm it in Redis',
+    help: 'Time to write one round (one transaction over entries of any number of partitions) to PostgreSQL and confirm it in Redis',
     buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [this.registry],
   });
