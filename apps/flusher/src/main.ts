@@ -5,7 +5,6 @@ import {
   createPool,
   createRedisClient,
   FLUSH_QUEUE_NAME,
-  FLUSH_SCHEDULER_ID,
   KeySchema,
   loadConfig,
   PackageStore,
@@ -17,19 +16,39 @@ import { Flusher } from './flusher';
 import { createHealthServer } from './health-server';
 import { FlusherMetrics } from './metrics';
 import { absorbClientErrors } from './pool-errors';
+import { ScheduleKeeper } from './schedule-keeper';
 
 async function main(): Promise<void> {
   const config = loadConfig(process.env);
   const logger = createLogger(config, 'safepkg-flusher');
   const pool = createPool(config, 'safepkg-flusher', 4);
-  const redis = createRedisClient(config, { connectionName: 'safepkg-flusher', maxRetriesPerRequest: 1, commandTimeoutMs: 10_000 });
+  const redis = createRedisClient(config, {
+    connectionName: 'safepkg-flusher',
+    maxRetriesPerRequest: 1,
+    commandTimeoutMs: 10_000,
+  });
   // BullMQ's blocking worker connection must never give up on a command.
-  const queueRedis = createRedisClient(config, { connectionName: 'safepkg-flusher-queue', maxRetriesPerRequest: null });
+  const queueRedis = createRedisClient(config, {
+    connectionName: 'safepkg-flusher-queue',
+    maxRetriesPerRequest: null,
+  });
   queueRedis.on('error', (err: Error) => logger.warn({ err: err.message }, 'redis (queue) connection error'));
   // Connection errors are retried by ioredis; log them instead of crashing on an unhandled event.
   redis.on('error', (err: Error) => logger.warn({ err: err.message }, 'redis connection error'));
   absorbClientErrors(pool, (err) => logger.warn({ err: err.message }, 'postgres connection error'));
-  await assertReachable(config, pool, redis);
+  // Until the worker exists there is nothing to finish: a stop during start-up just exits.
+  let shutdown = (signal: string): void => {
+    logger.info({ signal }, 'stopped during start-up');
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  // Start even while a dependency is down: the flusher is the one process that must be running
+  // when it comes back (a crash loop would delay the drain by the orchestrator's backoff).
+  // Ticks fail and back off meanwhile, and /readyz says not ready.
+  await assertReachable(config, pool, redis).catch((err: unknown) => {
+    logger.warn({ err: (err as Error).message }, 'starting with a dependency down; flushing once it answers');
+  });
 
   const keys = new KeySchema(config.keyPrefix);
   const metrics = new FlusherMetrics();
@@ -54,36 +73,54 @@ async function main(): Promise<void> {
     startedAt,
     maxTickAgeMs: Math.max(60_000, config.flushIntervalMs * 10),
   });
-  health.listen(config.flusherPort, () => logger.info({ port: config.flusherPort }, 'flusher health server listening'));
+  health.listen(config.flusherPort, () =>
+    logger.info({ port: config.flusherPort }, 'flusher health server listening'),
+  );
 
   const prefix = keys.queuePrefix();
   const queue = new Queue(FLUSH_QUEUE_NAME, { connection: queueRedis, prefix });
-  await queue.upsertJobScheduler(
-    FLUSH_SCHEDULER_ID,
-    { every: config.flushIntervalMs },
-    { name: 'flush', data: { reason: 'schedule' }, opts: { removeOnComplete: true, removeOnFail: 100 } },
-  );
+  let lastTickAt = Date.now();
+  const scheduler = new ScheduleKeeper({
+    queue,
+    connection: queueRedis,
+    everyMs: config.flushIntervalMs,
+    lastTickAt: () => lastTickAt,
+    logger,
+  });
+  scheduler.start();
   const worker = new Worker(
     FLUSH_QUEUE_NAME,
     async () => {
+      lastTickAt = Date.now();
       const result = await flusher.tick();
       await flusher.observeBuffer().catch(() => undefined);
       return { partitions: result.partitions.length, error: result.error };
     },
-    { connection: queueRedis, prefix, concurrency: 1, removeOnComplete: { count: 0 }, removeOnFail: { count: 100 } },
+    {
+      connection: queueRedis,
+      prefix,
+      concurrency: 1,
+      removeOnComplete: { count: 0 },
+      removeOnFail: { count: 100 },
+    },
   );
   worker.on('error', (err) => logger.warn({ err }, 'worker error'));
   logger.info(
-    { partitions: config.bufferPartitions, intervalMs: config.flushIntervalMs, batchSize: config.flushBatchSize },
+    {
+      partitions: config.bufferPartitions,
+      intervalMs: config.flushIntervalMs,
+      batchSize: config.flushBatchSize,
+    },
     'safepkg flusher started',
   );
 
   let stopping = false;
-  const shutdown = async (signal: string) => {
+  shutdown = async (signal: string) => {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'shutting down: finishing the current batch and releasing leases');
     flusher.stop();
+    scheduler.stop();
     const force = setTimeout(() => {
       logger.warn('shutdown timed out; exiting (unconfirmed entries stay buffered)');
       process.exit(1);
@@ -98,8 +135,6 @@ async function main(): Promise<void> {
     logger.info('stopped');
     process.exit(0);
   };
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
-  process.on('SIGINT', () => void shutdown('SIGINT'));
 }
 
 main().catch((err: unknown) => {
