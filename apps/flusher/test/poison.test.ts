@@ -75,3 +75,20 @@ test('a redriven dead letter that is valid now is flushed with its original firs
   expect((await t.buffer.deadLetters([0])).map((l) => l.key)).toEqual([POISON.badName]);
   expect(await flushState(ctx.db.pool, ctx.redis, ctx.keys, 1)).toMatchObject({ pending: 0, dead: 1, queued: 1 });
 });
+
+test('an entry whose first-seen time no Date can hold is flushed stamped now instead of stalling every round', async () => {
+  const t = testFlusher(ctx);
+  await ctx.db.pool.query('TRUNCATE packages, analysis_queue CASCADE');
+  const odd = pkg(1, 'oddtime');
+  const good = await bufferPackages(t.buffer, 50, 'besideodd');
+  await t.buffer.add([{ key: packageKey(odd), payload: { t: 1e20 } }]);
+
+  const before = Date.now();
+  const r = await t.flusher.tick();
+  expect(r.error).toBeNull();
+  const s = await flushState(ctx.db.pool, ctx.redis, ctx.keys, 1);
+  expect(s.storedKeys).toEqual([...good, packageKey(odd)].sort());
+  expect(s).toMatchObject({ pending: 0, queued: 51 });
+  const { rows } = await ctx.db.pool.query<{ first_seen_at: Date }>('SELECT first_seen_at FROM packages WHERE name = $1', [odd.name]);
+  expect(rows[0]?.first_seen_at.getTime()).toBeGreaterThanOrEqual(before - 1000);
+});

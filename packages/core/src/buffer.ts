@@ -45,11 +45,18 @@ export function encodePayload(payload: BufferPayload): string {
   return JSON.stringify({ t: payload.t });
 }
 
-/** Tolerates a missing or damaged payload: the entry is still flushed, stamped now. */
+/** The largest |epoch ms| a JavaScript Date holds; beyond it `new Date(t)` is Invalid Date. */
+const MAX_DATE_MS = 8.64e15;
+
+/**
+ * Tolerates a missing or damaged payload: the entry is still flushed, stamped now. A time no
+ * Date can hold counts as damaged: it would throw in the COPY (not a PostgreSQL data error,
+ * so it would stall every flush round instead of being isolated).
+ */
 export function decodePayload(raw: string, now = Date.now()): BufferPayload {
   try {
     const parsed = JSON.parse(raw) as Partial<BufferPayload>;
-    if (typeof parsed.t === 'number' && Number.isFinite(parsed.t)) return { t: parsed.t };
+    if (typeof parsed.t === 'number' && Math.abs(parsed.t) <= MAX_DATE_MS) return { t: parsed.t };
   } catch {
     // fall through
   }
