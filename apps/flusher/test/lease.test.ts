@@ -74,12 +74,13 @@ test('the renewal timer keeps the lease through a batch that takes longer than L
   const lock = ctx.keys.partition(0).lock;
   let heldAfterTtl: string | null = null;
   const t = testFlusher(ctx, {
-    config: { lockTtlMs: 1000 },
+    // TTL 3 s, renewed every 1 s, and a 4 s batch: a margin of 2 s for a busy machine.
+    config: { lockTtlMs: 3000 },
     deps: {
       checkpoint: async (point) => {
         if (point !== 'after-read' || heldAfterTtl !== null) return;
         const token = await ctx.redis.get(lock);
-        await new Promise((r) => setTimeout(r, 1600));
+        await new Promise((r) => setTimeout(r, 4000));
         heldAfterTtl = (await ctx.redis.get(lock)) === token ? 'held' : 'lost';
       },
     },

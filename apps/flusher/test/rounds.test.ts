@@ -68,7 +68,9 @@ test('a lease lost while a round is in hand drops that partition before the writ
   const victim = 3;
   const lock = ctx.keys.partition(victim).lock;
   const t = testFlusher(ctx, {
-    config: { lockTtlMs: 1000 },
+    // Short enough that the renewal timer (TTL/3) notices the theft soon, long enough that the
+    // other partitions' leases survive a busy machine.
+    config: { lockTtlMs: 3000 },
     deps: {
       checkpoint: async (point) => {
         if (point !== 'after-read') return;
