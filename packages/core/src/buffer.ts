@@ -192,9 +192,34 @@ export class RedisBuffer {
     return (await runScript(this.redis, 'buffer-dead-letter', [k.pending, k.data, k.dead], args)) as number;
   }
 
-  /** Dead letters of the given partitions, at most `limit` per partition. */
-  async deadLetters(partitions: readonly number[], limit = 1000): Promise<DeadLetter[]> {
+  /**
+   * Dead letters of the given partitions, at most `limit` per partition. A value that is not
+   * the JSON deadLetter() writes is listed, not thrown on (one damaged value must not hide
+   * every other dead letter): error code `corrupt_dead_letter`, stamped now, so that a redrive
+   * re-buffers the key with the time it was found.
+   */
+  async deadLetters(partitions: readonly number[], limit = 1000, now = Date.now()): Promise<DeadLetter[]> {
     const out: DeadLetter[] = [];
+    const read = (partition: number, key: string, raw: string): DeadLetter => {
+      try {
+        const v = JSON.parse(raw) as Partial<Omit<DeadLetter, 'partition' | 'key'>> | null;
+        const t = v?.payload?.t;
+        if (
+          typeof t === 'number' &&
+          Math.abs(t) <= MAX_DATE_MS &&
+          typeof v?.error?.code === 'string' &&
+          typeof v.error.message === 'string' &&
+          typeof v.deadAt === 'number' &&
+          Math.abs(v.deadAt) <= MAX_DATE_MS
+        ) {
+          return { partition, key, payload: { t }, error: { code: v.error.code, message: v.error.message }, deadAt: v.deadAt };
+        }
+      } catch {
+        // falls through to the corrupt entry below
+      }
+      const message = 'stored dead letter is unreadable; a redrive re-buffers the key stamped with the time it was listed';
+      return { partition, key, payload: { t: now }, error: { code: 'corrupt_dead_letter', message }, deadAt: now };
+    };
     for (const p of partitions) {
       const dead = this.keys.partition(p).dead;
       let cursor = '0';
@@ -203,8 +228,7 @@ export class RedisBuffer {
         const [next, flat] = await this.redis.hscan(dead, cursor, 'COUNT', 200);
         cursor = next;
         for (let i = 0; i < flat.length && taken < limit; i += 2, taken++) {
-          const parsed = JSON.parse(flat[i + 1] as string) as Omit<DeadLetter, 'partition' | 'key'>;
-          out.push({ partition: p, key: flat[i] as string, ...parsed });
+          out.push(read(p, flat[i] as string, flat[i + 1] as string));
         }
       } while (cursor !== '0' && taken < limit);
     }

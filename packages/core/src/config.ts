@@ -34,6 +34,11 @@ export interface Config {
   /** Requests one client (API key, else IP) may make per window; 0 turns rate limiting off. */
   rateLimitPoints: number;
   rateLimitWindowS: number;
+  /**
+   * Requests with an API key one IP may make per window, whatever keys it rotates through;
+   * larger than rateLimitPoints because carrier NAT puts many devices behind one IP. 0 = no cap.
+   */
+  rateLimitIpPoints: number;
   /** Proxies in front of the API whose X-Forwarded-For is trusted for the client IP. */
   trustProxyHops: number;
 }
@@ -63,6 +68,7 @@ export function configDefaults(): Config {
     analysisClaimTtlMs: 600_000,
     rateLimitPoints: 600,
     rateLimitWindowS: 60,
+    rateLimitIpPoints: 6000,
     trustProxyHops: 0,
   };
 }
@@ -122,6 +128,7 @@ const variables = {
   ANALYSIS_CLAIM_TTL_MS: { field: 'analysisClaimTtlMs', schema: int(1000, 7 * 86_400_000) },
   RATE_LIMIT_POINTS: { field: 'rateLimitPoints', schema: int(0, 1_000_000_000) },
   RATE_LIMIT_WINDOW_S: { field: 'rateLimitWindowS', schema: int(1, 86400) },
+  RATE_LIMIT_IP_POINTS: { field: 'rateLimitIpPoints', schema: int(0, 1_000_000_000) },
   TRUST_PROXY_HOPS: { field: 'trustProxyHops', schema: int(0, 10) },
 } as const satisfies Record<string, { field: keyof Config; schema: z.ZodType }>;
 

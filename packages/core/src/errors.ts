@@ -67,3 +67,15 @@ export class DependencyUnreachableError extends SafepkgError {
     this.dependency = dependency;
   }
 }
+
+/**
+ * A PostgreSQL error caused by the values sent, not by the server being unavailable:
+ * SQLSTATE class 22 (data exception), 23 (integrity constraint violation) and 54000 (program
+ * limit, e.g. an index row too large). Retrying the same values fails the same way, so a
+ * caller must refuse them (400, dead letter) rather than ask for a retry.
+ */
+export function isPostgresDataError(err: unknown): boolean {
+  if (typeof err !== 'object' || err === null) return false;
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' && (code.startsWith('22') || code.startsWith('23') || code === '54000');
+}

@@ -62,6 +62,7 @@ test('every variable is parsed into its field', () => {
     ANALYSIS_CLAIM_TTL_MS: '120000',
     RATE_LIMIT_POINTS: '0',
     RATE_LIMIT_WINDOW_S: '30',
+    RATE_LIMIT_IP_POINTS: '2500',
     TRUST_PROXY_HOPS: '2',
   };
   // The test covers every variable loadConfig knows: a new one must be added here too.
@@ -92,6 +93,7 @@ test('every variable is parsed into its field', () => {
     analysisClaimTtlMs: 120000,
     rateLimitPoints: 0,
     rateLimitWindowS: 30,
+    rateLimitIpPoints: 2500,
     trustProxyHops: 2,
   };
   expect(loadConfig(env)).toEqual(expected);

@@ -76,6 +76,7 @@ export function contextEnv(config: Config, extra: Record<string, string> = {}): 
     WRITE_MODE: config.writeMode,
     RATE_LIMIT_POINTS: String(config.rateLimitPoints),
     RATE_LIMIT_WINDOW_S: String(config.rateLimitWindowS),
+    RATE_LIMIT_IP_POINTS: String(config.rateLimitIpPoints),
     LOG_LEVEL: process.env.TEST_CHILD_LOG_LEVEL ?? 'info',
     ...(config.adminToken ? { ADMIN_TOKEN: config.adminToken } : {}),
     ...extra,
