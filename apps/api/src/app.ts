@@ -91,6 +91,7 @@ export function createApp(deps: AppDeps): Express {
     redis,
     keyPrefix: keys.rateLimitPrefix(),
     points: config.rateLimitPoints,
+    ipPoints: config.rateLimitIpPoints,
     windowS: config.rateLimitWindowS,
   });
   if (limiter) app.use('/v1', limiter);

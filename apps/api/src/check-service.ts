@@ -136,7 +136,12 @@ export class CheckService {
     return { results, degraded };
   }
 
-  /** Read-only lookup of one package: never buffers. Null when neither stored nor pending. */
+  /**
+   * Read-only lookup of one package: never buffers. Null ("never seen") only when both
+   * PostgreSQL (no row) and Redis (not pending) answered; when either could not be asked the
+   * answer is unknown, so it throws `unavailable` and the client retries instead of concluding
+   * the package does not exist.
+   */
   async get(ref: PackageRef): Promise<{ result: PackageResult; degraded: boolean } | null> {
     const key = packageKey(ref);
     let redisUp = true;
@@ -158,10 +163,23 @@ export class CheckService {
       postgresUp = false;
       this.degrade('postgres', err);
     }
-    if (!redisUp && !postgresUp) throw new UnavailableError('neither Redis nor PostgreSQL is answering');
-    if (!redisUp) return null;
-    const [pending] = await this.deps.buffer.isPending([key]);
-    return pending ? { result: unknownResult(ref, true), degraded: !postgresUp } : null;
+    if (!redisUp) {
+      throw new UnavailableError(
+        postgresUp
+          ? 'Redis is not answering: whether the package is pending is unknown'
+          : 'neither Redis nor PostgreSQL is answering',
+      );
+    }
+    let pending: boolean | undefined;
+    try {
+      [pending] = await this.deps.buffer.isPending([key]);
+    } catch (err) {
+      this.degrade('redis', err);
+      throw new UnavailableError('Redis is not answering: whether the package is pending is unknown', { cause: err });
+    }
+    if (pending) return { result: unknownResult(ref, true), degraded: !postgresUp };
+    if (!postgresUp) throw new UnavailableError('PostgreSQL is not answering: whether the package is stored is unknown');
+    return null;
   }
 
   private async bufferUnknown(unknown: PackageRef[], now: number, answers: Map<string, PackageResult>) {

@@ -8,6 +8,7 @@ import {
   type ResultCache,
 } from '@safepkg/core';
 import type { Pool } from 'pg';
+import { needDependency, needPostgresWrite } from './dependency-errors';
 
 /**
  * Records verdicts and writes the packages' new status through the rev-guarded cache
@@ -25,12 +26,7 @@ export class EvaluationService {
   }
 
   async record(evaluations: readonly EvaluationInput[], actor: string): Promise<number> {
-    let updated;
-    try {
-      updated = await this.store.record(evaluations, actor);
-    } catch (err) {
-      throw new UnavailableError('could not record evaluations', { cause: err });
-    }
+    const updated = await needPostgresWrite('could not record evaluations', 'evaluations', this.store.record(evaluations, actor));
     const entries = updated.map((p) => ({ key: packageKey(p), status: statusOf(p) }));
     // The verdicts are committed; the cache must not keep serving the old ones. A retry of
     // the whole request is safe (history gains a duplicate row, status stays the same).
@@ -51,6 +47,6 @@ export class EvaluationService {
   }
 
   claim(limit: number, leaseMs: number) {
-    return this.store.claim(limit, leaseMs);
+    return needDependency('could not claim packages', this.store.claim(limit, leaseMs));
   }
 }

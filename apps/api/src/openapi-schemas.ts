@@ -1,4 +1,5 @@
 import { MAX_NAME_LENGTH, MAX_PACKAGES_PER_REQUEST } from '@safepkg/core';
+import { MIN_NORMAL_FLOAT4 } from './schemas';
 
 /** A JSON value: what an OpenAPI document (and each schema in it) is made of. */
 export type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
@@ -105,7 +106,10 @@ export const componentSchemas: JsonObject = {
       ...packageFields,
       verdict: { enum: ['safe', 'malicious', 'suspicious'] },
       source: { enum: ['manual', 'model'] },
-      threatIndex: { type: 'number', minimum: 0, maximum: 1 },
+      threatIndex: {
+        anyOf: [{ const: 0 }, { type: 'number', minimum: MIN_NORMAL_FLOAT4, maximum: 1 }],
+        description: `0, or ${MIN_NORMAL_FLOAT4} (the smallest normal PostgreSQL real) … 1; values in between are refused with 400`,
+      },
     },
   },
   EvaluationsRequest: {
@@ -214,7 +218,9 @@ export const componentSchemas: JsonObject = {
         type: 'object',
         required: ['code', 'message'],
         properties: { code: { type: 'string' }, message: { type: 'string' } },
-        description: 'what PostgreSQL said (SQLSTATE and message)',
+        description:
+          'what PostgreSQL said (SQLSTATE and message); `corrupt_dead_letter` when the stored value could not be read ' +
+          '(firstSeenAt and deadAt are then the listing time, and a redrive re-buffers the key with that time)',
       },
       deadAt: iso,
     },

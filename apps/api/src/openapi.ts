@@ -15,7 +15,9 @@ const errorExample = (code: string, message: string, details: JsonObject[] = [])
 /** components.responses: every error the API answers, each with the envelope and its codes. */
 const errorResponses: JsonObject = {
   BadRequest: {
-    description: 'invalid input: every bad field is listed in details; nothing was buffered or stored',
+    description:
+      'invalid input: every bad field is listed in details, including a value PostgreSQL refuses ' +
+      '(SQLSTATE class 22/23: retrying it cannot succeed); nothing was buffered or stored',
     content: json(
       errorSchema(['invalid_request']),
       errorExample('invalid_request', 'request is invalid', [
@@ -51,7 +53,8 @@ const errorResponses: JsonObject = {
   },
   RateLimited: {
     description:
-      'this client (X-Api-Key, else IP) is over RATE_LIMIT_POINTS per RATE_LIMIT_WINDOW_S, counted across every pod',
+      'over a budget per RATE_LIMIT_WINDOW_S, counted across every pod: RATE_LIMIT_POINTS per X-Api-Key (or per IP without a key), ' +
+      'and RATE_LIMIT_IP_POINTS per IP for all requests with a key, whichever keys they carry',
     headers: retryAfter,
     content: json(
       errorSchema(['rate_limited']),
@@ -69,7 +72,9 @@ const errorResponses: JsonObject = {
     ),
   },
   Unavailable: {
-    description: 'a dependency the request needs does not answer; retry later',
+    description:
+      'a dependency the request needs does not answer; retry later. For one package: the answer is unknown unless ' +
+      'both PostgreSQL and Redis answered (a stored row, or a pending entry, is enough on its own)',
     headers: retryAfter,
     content: json(
       errorSchema(['unavailable']),
@@ -211,6 +216,7 @@ function paths(): JsonObject {
           '200': ok('claimed packages, oldest first', 'ClaimResponse', { packages: [] }),
           ...jsonOnly,
           ...adminCommon,
+          '503': use('Unavailable'),
         },
       },
     },
@@ -228,6 +234,7 @@ function paths(): JsonObject {
             lastFlush: { at: '2026-01-01T00:00:00.000Z', rows: 5000, newRows: 4100, deadLettered: 0, ms: 85 },
           }),
           ...adminCommon,
+          '503': use('Unavailable'),
         },
       },
     },
@@ -240,6 +247,7 @@ function paths(): JsonObject {
           '202': ok('a flush job was queued', 'FlushResponse', { scheduled: true }),
           ...bodyErrors,
           ...adminCommon,
+          '503': use('Unavailable'),
         },
       },
     },
@@ -248,7 +256,11 @@ function paths(): JsonObject {
         ...admin,
         operationId: 'listDeadLetters',
         summary: 'Entries PostgreSQL refused, with its error',
-        responses: { '200': ok('dead letters', 'DeadLettersResponse', { deadLetters: [] }), ...adminCommon },
+        responses: {
+          '200': ok('dead letters', 'DeadLettersResponse', { deadLetters: [] }),
+          ...adminCommon,
+          '503': use('Unavailable'),
+        },
       },
     },
     '/v1/admin/dead-letters/redrive': {
@@ -261,6 +273,7 @@ function paths(): JsonObject {
           '200': ok('how many were put back', 'RedriveResponse', { redriven: 0 }),
           ...jsonOnly,
           ...adminCommon,
+          '503': use('Unavailable'),
         },
       },
     },

@@ -6,6 +6,14 @@ import {
   signatureSchema,
 } from '@safepkg/core';
 
+/**
+ * Smallest normal float4. threat_index is a PostgreSQL `real`, which refuses anything below
+ * about 1.4e-45 as out of range (22003), and stores values below this one with lost precision.
+ * Such a value is refused here rather than rounded to 0: 0 means "no threat" to every reader,
+ * and silently turning an analyst's tiny positive score into it would change the verdict's meaning.
+ */
+export const MIN_NORMAL_FLOAT4 = 1.1754943508222875e-38;
+
 export const checkBodySchema = z.strictObject({
   packages: z
     .array(packageRefSchema, { error: 'must be an array of packages' })
@@ -34,7 +42,11 @@ export const evaluationsBodySchema = z.strictObject({
       packageRefSchema.extend({
         verdict: z.enum(['safe', 'malicious', 'suspicious']),
         source: z.enum(['manual', 'model']),
-        threatIndex: z.number({ error: 'must be a number' }).min(0, 'must be >= 0').max(1, 'must be <= 1'),
+        threatIndex: z
+          .number({ error: 'must be a number' })
+          .min(0, 'must be >= 0')
+          .max(1, 'must be <= 1')
+          .refine((v) => v === 0 || v >= MIN_NORMAL_FLOAT4, `must be 0 or >= ${MIN_NORMAL_FLOAT4} (PostgreSQL real)`),
       }),
       { error: 'must be an array of evaluations' },
     )

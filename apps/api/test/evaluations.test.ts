@@ -1,5 +1,6 @@
-import { PackageStore, packageKey } from '@safepkg/core';
+import { createLogger, PackageStore, packageKey, ResultCache } from '@safepkg/core';
 import { pkgs, useTestContext } from '@safepkg/testkit';
+import { EvaluationService } from '../src/evaluation-service';
 import { serveApp, type TestServer } from './helpers';
 
 const TOKEN = 'test-admin-token-0123456789';
@@ -128,4 +129,45 @@ test('a slow reader cannot put an older verdict back into the cache', async () =
   } finally {
     await slow.close();
   }
+});
+
+describe('threat index values PostgreSQL cannot store', () => {
+  test('a threatIndex between 0 and the smallest normal real is refused with 400 naming the field; 0 and that real are stored', async () => {
+    const [tiny, zero, smallest] = pkgs(0, 3, 'tinyti');
+    const one = (p: typeof tiny, threatIndex: number) => ({ evaluations: [{ ...p, verdict: 'safe', source: 'model', threatIndex }] });
+    const refused = await server.request('POST', '/v1/admin/evaluations', one(tiny, 1e-50), auth);
+    expect(refused.status).toBe(400);
+    expect(refused.headers.get('retry-after')).toBeNull();
+    expect(refused.body).toMatchObject({ error: { code: 'invalid_request', details: [{ path: 'evaluations[0].threatIndex' }] } });
+    expect((await server.request('POST', '/v1/admin/evaluations', one(zero, 0), auth)).status).toBe(200);
+    expect((await server.request('POST', '/v1/admin/evaluations', one(smallest, 1.1754943508222875e-38), auth)).status).toBe(200);
+    const { rows } = await ctx.db.pool.query<{ name: string; threat_index: number }>(
+      'SELECT name, threat_index FROM packages WHERE name = ANY($1) ORDER BY name',
+      [[tiny!.name, zero!.name, smallest!.name]],
+    );
+    expect(rows.map((r) => r.name).sort()).toEqual([zero!.name, smallest!.name].sort());
+  });
+
+  test('a value PostgreSQL refuses on the evaluation path is a 400 invalid_request, not a 503 to retry forever', async () => {
+    // The schema no longer lets such a value through, so the service is called directly with
+    // the value the review found (real refuses 1e-50 with SQLSTATE 22003).
+    const service = new EvaluationService(ctx.db.pool, new ResultCache(ctx.redis, ctx.keys, 60), createLogger({ logLevel: 'silent' }, 'test'));
+    const [p] = pkgs(0, 1, 'pgrefuses');
+    const err = await service.record([{ ...p!, verdict: 'safe', source: 'model', threatIndex: 1e-50 }], 'test').then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(err).toMatchObject({ code: 'invalid_request', details: [{ path: 'evaluations', message: expect.stringContaining('22003') }] });
+
+    // And over HTTP: a constraint of this test's own database refuses one actor (SQLSTATE 23514).
+    await ctx.db.pool.query("ALTER TABLE evaluations ADD CONSTRAINT test_refused_actor CHECK (created_by <> 'refused-actor')");
+    try {
+      const body = { evaluations: [{ ...p, verdict: 'safe', source: 'model', threatIndex: 0.5 }] };
+      const res = await server.request('POST', '/v1/admin/evaluations', body, { ...auth, 'x-actor': 'refused-actor' });
+      expect([res.status, res.headers.get('retry-after')]).toEqual([400, null]);
+      expect(res.body).toMatchObject({ error: { code: 'invalid_request', details: [{ path: 'evaluations', message: expect.stringContaining('23514') }] } });
+    } finally {
+      await ctx.db.pool.query('ALTER TABLE evaluations DROP CONSTRAINT test_refused_actor');
+    }
+  });
 });

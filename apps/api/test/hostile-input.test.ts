@@ -165,20 +165,27 @@ test('rate limit per client is shared by every pod: 429 with Retry-After past th
   }
 });
 
-test('security headers are set; an internal failure answers a bare 500 envelope without internals', async () => {
+test('security headers are set; a dead dependency answers the 503 envelope and an unexpected failure a bare 500, neither with internals', async () => {
   const res = await fetch(`${server.url}/healthz`);
   expect(res.headers.get('x-content-type-options')).toBe('nosniff');
   expect(res.headers.get('x-powered-by')).toBeNull();
 
-  // A Redis client that never connects makes the admin buffer route fail inside.
+  // A Redis client that never connects: the admin buffer route cannot answer, which is an outage (503), not a bug.
   const dead = new Redis({ port: 1, lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0 });
   const broken = await serveApp(ctx, {}, { redis: dead });
+  // Redis answers, but scheduling the flush throws something unexpected: that is a 500.
+  const exploding = await serveApp(ctx, {}, { requestFlush: () => Promise.reject(new Error('queue exploded at /srv/secret/path')) });
   try {
     const r = await broken.request('GET', '/v1/admin/buffer', undefined, { authorization: `Bearer ${TOKEN}` });
-    expect(r.status).toBe(500);
-    expect(r.body).toEqual({ error: { code: 'internal', message: 'internal error', details: [] } });
+    expect([r.status, r.headers.get('retry-after')]).toEqual([503, String(ctx.config.retryAfterS)]);
+    expect(r.body).toEqual({ error: { code: 'unavailable', message: expect.any(String), details: [] } });
+    expect(JSON.stringify(r.body)).not.toMatch(/ECONNREFUSED|127\.0\.0\.1|:1\b|enableOfflineQueue|stream/i);
+
+    const e = await exploding.request('POST', '/v1/admin/flush', undefined, { authorization: `Bearer ${TOKEN}` });
+    expect(e.status).toBe(500);
+    expect(e.body).toEqual({ error: { code: 'internal', message: 'internal error', details: [] } });
   } finally {
-    await broken.close();
+    await Promise.all([broken.close(), exploding.close()]);
     dead.disconnect();
   }
 });

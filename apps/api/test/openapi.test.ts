@@ -282,7 +282,9 @@ test('503 unavailable (and readiness not_ready) with Redis and PostgreSQL both u
     maxRetriesPerRequest: 0,
     retryStrategy: () => null,
   });
-  const down = await serveApp(ctx, {}, { pool: deadPool, redis: deadRedis });
+  // Scheduling a flush goes through Redis (BullMQ in main.ts); here a PING on the dead client stands in for it.
+  const requestFlush = () => deadRedis.ping().then(() => undefined);
+  const down = await serveApp(ctx, {}, { pool: deadPool, redis: deadRedis, requestFlush });
   const pgDown = await serveApp(ctx, {}, { pool: deadPool });
   const redisDown = await serveApp(ctx, {}, { redis: deadRedis });
   try {

@@ -1,6 +1,7 @@
 import { Router, type RequestHandler } from 'express';
 import { parseOrThrow, type DeadLetter, type RedisBuffer } from '@safepkg/core';
 import type { Redis, Cluster } from 'ioredis';
+import { needDependency, throughRedis } from '../dependency-errors';
 import { requireJson } from '../http-errors';
 import { redriveBodySchema } from '../schemas';
 
@@ -32,12 +33,12 @@ export function adminRouter(deps: AdminDeps): Router {
 
   const allPartitions = async () => {
     const configured = Array.from({ length: buffer.partitions }, (_, p) => p);
-    return [...configured, ...(await buffer.strayPartitions())];
+    return [...configured, ...(await needDependency('could not list buffer partitions', buffer.strayPartitions()))];
   };
 
   router.get('/v1/admin/buffer', async (_req, res) => {
-    const stats = await buffer.stats(await allPartitions());
-    const lastFlush = await deps.redis.get(deps.flusherStatusKey);
+    const stats = await needDependency('could not read buffer stats', buffer.stats(await allPartitions()));
+    const lastFlush = await needDependency('could not read the last flush', deps.redis.get(deps.flusherStatusKey));
     res.json({
       partitions: stats,
       depth: stats.reduce((a, s) => a + s.depth, 0),
@@ -51,7 +52,7 @@ export function adminRouter(deps: AdminDeps): Router {
   });
 
   router.post('/v1/admin/flush', async (_req, res) => {
-    await deps.requestFlush();
+    await throughRedis('could not schedule a flush', deps.redis, deps.requestFlush);
     res.status(202).json({ scheduled: true });
   });
 
@@ -64,20 +65,23 @@ export function adminRouter(deps: AdminDeps): Router {
   });
 
   router.get('/v1/admin/dead-letters', async (_req, res) => {
-    const letters = await buffer.deadLetters(await allPartitions());
+    const letters = await needDependency('could not list dead letters', buffer.deadLetters(await allPartitions()));
     res.json({ deadLetters: letters.map(present) });
   });
 
   router.post('/v1/admin/dead-letters/redrive', jsonOrEmpty, async (req, res) => {
     const { keys } = parseOrThrow(redriveBodySchema, req.body ?? {});
-    let letters = await buffer.deadLetters(await allPartitions(), Number.MAX_SAFE_INTEGER);
+    let letters = await needDependency(
+      'could not list dead letters',
+      buffer.deadLetters(await allPartitions(), Number.MAX_SAFE_INTEGER),
+    );
     if (keys) {
       const wanted = new Set(keys);
       letters = letters.filter((l) => wanted.has(l.key));
     }
-    const redriven = await buffer.redrive(letters);
+    const redriven = await needDependency('could not redrive dead letters', buffer.redrive(letters));
     // Retry them now rather than at the next scheduled tick: the operator is watching for the outcome.
-    if (redriven > 0) await deps.requestFlush();
+    if (redriven > 0) await throughRedis('redriven, but could not schedule a flush', deps.redis, deps.requestFlush);
     res.json({ redriven });
   });
 
