@@ -1,15 +1,23 @@
 import { isPostgresDataError, pingRedis, SafepkgError, UnavailableError, ValidationError, type RedisClient } from '@safepkg/core';
 
 /**
- * A Redis or PostgreSQL call on a route that cannot answer without it: any failure that is
- * not already one of ours becomes `unavailable` (503 + Retry-After), because the client can
- * only wait and retry; a 500 would tell it the request itself is broken.
+ * A fault of our own code (or of data it cannot read), not of the dependency: it stays a 500
+ * so that it is seen and fixed, rather than hidden behind an endless 503/retry loop.
+ */
+function isProgrammingError(err: unknown): boolean {
+  return err instanceof TypeError || err instanceof SyntaxError || err instanceof RangeError || err instanceof ReferenceError;
+}
+
+/**
+ * A Redis or PostgreSQL call on a route that cannot answer without it: a failure of the
+ * dependency becomes `unavailable` (503 + Retry-After), because the client can only wait and
+ * retry; a 500 would tell it the request itself is broken.
  */
 export async function needDependency<T>(what: string, call: Promise<T>): Promise<T> {
   try {
     return await call;
   } catch (err) {
-    if (err instanceof SafepkgError) throw err;
+    if (err instanceof SafepkgError || isProgrammingError(err)) throw err;
     throw new UnavailableError(`${what}: a dependency is not answering; retry later`, { cause: err });
   }
 }
@@ -41,7 +49,7 @@ export async function throughRedis<T>(what: string, redis: RedisClient, call: ()
   try {
     return await call();
   } catch (err) {
-    if (err instanceof SafepkgError) throw err;
+    if (err instanceof SafepkgError || isProgrammingError(err)) throw err;
     const reachable = await pingRedis(redis, 1000).then(
       () => true,
       () => false,
