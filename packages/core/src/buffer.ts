@@ -1,8 +1,7 @@
 import { BufferFullError } from './errors';
-import type { KeySchema } from './keys';
+import { MAX_BUFFER_PARTITIONS, type KeySchema } from './keys';
 import { partitionOf } from './package-key';
-import type { Redis } from 'ioredis';
-import { isCluster, type RedisClient } from './redis-client';
+import type { RedisClient } from './redis-client';
 import { runScript } from './scripts';
 
 /**
@@ -12,6 +11,9 @@ import { runScript } from './scripts';
  * round trips (5 instead of 1 per 10k) cost the flusher well under a millisecond each.
  */
 export const READ_CHUNK = 2000;
+
+/** Most dead letters one redrive script moves back, for the same reason. */
+export const REDRIVE_CHUNK = 500;
 
 /** What the buffer keeps for each pending package (kept small: millions may wait). */
 export interface BufferPayload {
@@ -246,40 +248,30 @@ export class RedisBuffer {
     let moved = 0;
     for (const [p, args] of byPartition) {
       const k = this.keys.partition(p);
-      moved += (await runScript(this.redis, 'buffer-redrive', [k.seq, k.pending, k.data, k.dead], args)) as number;
+      // A whole bad deploy can dead-letter millions: one script over all of them would block Redis.
+      for (let i = 0; i < args.length; i += 2 * REDRIVE_CHUNK) {
+        const chunk = args.slice(i, i + 2 * REDRIVE_CHUNK);
+        moved += (await runScript(this.redis, 'buffer-redrive', [k.seq, k.pending, k.data, k.dead], chunk)) as number;
+      }
     }
     return moved;
   }
 
   /**
-   * Partitions holding pending entries or dead letters beyond the configured count
-   * (left by a change of BUFFER_PARTITIONS), found by SCAN; the flusher drains them too.
+   * Partitions beyond the configured count that still hold pending entries or dead letters
+   * (left by lowering BUFFER_PARTITIONS); the flusher drains them too, and a partition left
+   * with only dead letters stays listable and redrivable. One EXISTS per possible partition:
+   * both keys share the partition's slot, so this works on a cluster as it is.
    */
   async strayPartitions(): Promise<number[]> {
-    const found = new Set<number>();
-    const scanOne = async (node: Redis, pattern: string, partitionOf: (key: string) => number | null) => {
-      let cursor = '0';
-      do {
-        const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
-        cursor = next;
-        for (const key of keys) {
-          const p = partitionOf(key);
-          if (p !== null && p >= this.partitions) found.add(p);
-        }
-      } while (cursor !== '0');
-    };
-    // Dead letters too: a partition left holding only dead letters must stay listable and redrivable.
-    const scanNode = async (node: Redis) => {
-      await scanOne(node, this.keys.pendingScanPattern(), (k) => this.keys.partitionOfPendingKey(k));
-      await scanOne(node, this.keys.deadScanPattern(), (k) => this.keys.partitionOfDeadKey(k));
-    };
-    // SCAN is per node: on a cluster, every master is scanned.
-    if (isCluster(this.redis)) {
-      await Promise.all(this.redis.nodes('master').map((n) => scanNode(n)));
-    } else {
-      await scanNode(this.redis);
-    }
-    return [...found].sort((a, b) => a - b);
+    const candidates = Array.from({ length: Math.max(0, MAX_BUFFER_PARTITIONS - this.partitions) }, (_, i) => this.partitions + i);
+    const held = await Promise.all(
+      candidates.map((p) => {
+        const k = this.keys.partition(p);
+        return this.redis.exists(k.pending, k.dead);
+      }),
+    );
+    return candidates.filter((_, i) => (held[i] ?? 0) > 0);
   }
 
   async stats(partitions: readonly number[], now = Date.now()): Promise<PartitionStats[]> {

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ConfigError } from './errors';
+import { MAX_BUFFER_PARTITIONS } from './keys';
 
 export type WriteMode = 'buffered' | 'direct';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -113,7 +114,7 @@ const variables = {
     field: 'keyPrefix',
     schema: z.string().regex(/^[A-Za-z0-9_-]{1,32}$/, 'must be 1-32 of A-Z a-z 0-9 _ -'),
   },
-  BUFFER_PARTITIONS: { field: 'bufferPartitions', schema: int(1, 1024) },
+  BUFFER_PARTITIONS: { field: 'bufferPartitions', schema: int(1, MAX_BUFFER_PARTITIONS) },
   FLUSH_INTERVAL_MS: { field: 'flushIntervalMs', schema: int(10, 3_600_000) },
   FLUSH_BATCH_SIZE: { field: 'flushBatchSize', schema: int(1, 100_000) },
   LOCK_TTL_MS: { field: 'lockTtlMs', schema: int(1000, 3_600_000) },

@@ -18,6 +18,13 @@ export interface PartitionKeys {
   dead: string;
 }
 
+/**
+ * The most buffer partitions there can be (BUFFER_PARTITIONS is capped at it). Bounding the
+ * partition numbers lets the flusher find partitions left over from a larger count with one
+ * EXISTS per possible partition, instead of SCANning a keyspace of millions of cache keys.
+ */
+export const MAX_BUFFER_PARTITIONS = 1024;
+
 export class KeySchema {
   constructor(readonly prefix: string) {}
 
@@ -34,28 +41,6 @@ export class KeySchema {
       lock: `${tag}:lock`,
       dead: `${tag}:dead`,
     };
-  }
-
-  /** SCAN pattern matching every partition's pending zset, whatever the partition count. */
-  pendingScanPattern(): string {
-    return `{${this.prefix}:b*}:pending`;
-  }
-
-  /** The partition number of a key matched by pendingScanPattern, or null. */
-  partitionOfPendingKey(key: string): number | null {
-    const m = /^\{.+:b(\d+)\}:pending$/.exec(key);
-    return m && key.startsWith(`{${this.prefix}:b`) ? Number(m[1]) : null;
-  }
-
-  /** SCAN pattern matching every partition's dead-letter hash, whatever the partition count. */
-  deadScanPattern(): string {
-    return `{${this.prefix}:b*}:dead`;
-  }
-
-  /** The partition number of a key matched by deadScanPattern, or null. */
-  partitionOfDeadKey(key: string): number | null {
-    const m = /^\{.+:b(\d+)\}:dead$/.exec(key);
-    return m && key.startsWith(`{${this.prefix}:b`) ? Number(m[1]) : null;
   }
 
   cache(packageKey: string): string {

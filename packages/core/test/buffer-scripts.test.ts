@@ -2,6 +2,7 @@ import {
   BufferFullError,
   KeySchema,
   READ_CHUNK,
+  REDRIVE_CHUNK,
   RedisBuffer,
   packageKey,
   partitionOf,
@@ -245,6 +246,22 @@ describe('dead letters', () => {
     expect(await ctx.redis.hget(k.data, x.key)).toBe('{"t":1234}');
     // Redriving again does nothing: it is no longer dead.
     expect(await buffer.redrive(letters)).toBe(0);
+  });
+
+  test('a redrive larger than one script call (REDRIVE_CHUNK) moves every letter back, in chunks', async () => {
+    const { buffer, partitionKeys } = bufferFor(1);
+    const k = partitionKeys(0);
+    const many = entries(700, REDRIVE_CHUNK * 2 + 17, 4321);
+    await buffer.add(many);
+    const read = await buffer.read(0, null, await buffer.snapshotSeq(0), many.length);
+    expect(await buffer.deadLetter(0, read, { code: '23514', message: 'refused' })).toBe(many.length);
+    expect(await ctx.redis.zcard(k.pending)).toBe(0);
+
+    const letters = await buffer.deadLetters([0], many.length);
+    expect(await buffer.redrive(letters)).toBe(many.length);
+    expect(await ctx.redis.hlen(k.dead)).toBe(0);
+    expect(await ctx.redis.zcard(k.pending)).toBe(many.length);
+    expect(await ctx.redis.hlen(k.data)).toBe(many.length);
   });
 
   test('redrive of an entry that is pending again only clears the dead letter and keeps the pending payload', async () => {
