@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { RequestHandler } from 'express';
-import { sendError } from './http-errors';
+import { NotFoundError, sendError, UnauthorizedError } from './http-errors';
 
 const digest = (s: string) => createHash('sha256').update(s).digest();
 
@@ -12,13 +12,13 @@ export function adminAuth(token: string | null): RequestHandler {
   const expected = token === null ? null : digest(token);
   return (req, res, next) => {
     if (expected === null) {
-      sendError(res, 404, 'not_found', 'the admin API is disabled: ADMIN_TOKEN is not set');
+      sendError(res, new NotFoundError('the admin API is disabled: ADMIN_TOKEN is not set'));
       return;
     }
     const m = /^Bearer (.+)$/.exec(req.get('authorization') ?? '');
     if (!m || !timingSafeEqual(digest(m[1] as string), expected)) {
       res.setHeader('WWW-Authenticate', 'Bearer');
-      sendError(res, 401, 'unauthorized', 'a valid admin bearer token is required');
+      sendError(res, new UnauthorizedError('a valid admin bearer token is required'));
       return;
     }
     next();

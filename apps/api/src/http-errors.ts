@@ -1,26 +1,72 @@
 import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
-import { BufferFullError, SafepkgError, UnavailableError, ValidationError, type ErrorDetail } from '@safepkg/core';
+import {
+  BufferFullError,
+  SafepkgError,
+  UnavailableError,
+  ValidationError,
+  type ErrorDetail,
+} from '@safepkg/core';
 
-export class HttpError extends SafepkgError {
-  constructor(
-    readonly status: number,
-    code: string,
-    message: string,
-    readonly details: ErrorDetail[] = [],
-  ) {
-    super(code, message);
+/** An error the API answers with a status of its own; each subclass carries one stable code. */
+export abstract class HttpError extends SafepkgError {
+  abstract readonly status: number;
+  readonly details: ErrorDetail[] = [];
+}
+
+export class NotFoundError extends HttpError {
+  readonly status = 404;
+  constructor(message: string) {
+    super('not_found', message);
   }
 }
 
-export function sendError(res: Response, status: number, code: string, message: string, details: ErrorDetail[] = []) {
-  res.status(status).json({ error: { code, message, details } });
+export class UnauthorizedError extends HttpError {
+  readonly status = 401;
+  constructor(message: string) {
+    super('unauthorized', message);
+  }
+}
+
+export class RateLimitedError extends HttpError {
+  readonly status = 429;
+  constructor(message: string) {
+    super('rate_limited', message);
+  }
+}
+
+export class UnsupportedMediaTypeError extends HttpError {
+  readonly status = 415;
+  constructor(message: string) {
+    super('unsupported_media_type', message);
+  }
+}
+
+export class PayloadTooLargeError extends HttpError {
+  readonly status = 413;
+  constructor(message: string) {
+    super('payload_too_large', message);
+  }
+}
+
+/** Anything unexpected: answered without internals (the cause is logged, never sent). */
+export class InternalError extends HttpError {
+  readonly status = 500;
+  constructor() {
+    super('internal', 'internal error');
+  }
+}
+
+/** Writes the documented envelope `{ error: { code, message, details } }`. */
+export function sendError(res: Response, err: HttpError | ValidationError): void {
+  const status = err instanceof ValidationError ? 400 : err.status;
+  res.status(status).json({ error: { code: err.code, message: err.message, details: err.details } });
 }
 
 /** Rejects a body that is not JSON before it is read (415); a request with no body passes. */
 export const requireJson: RequestHandler = (req, _res, next) => {
   // req.is: null without a body, false with a body of another type.
   if (req.is('application/json') === false) {
-    next(new HttpError(415, 'unsupported_media_type', 'Content-Type must be application/json'));
+    next(new UnsupportedMediaTypeError('Content-Type must be application/json'));
     return;
   }
   next();
@@ -41,35 +87,39 @@ export function errorHandler(retryAfterS: number): ErrorRequestHandler {
       next(err);
       return;
     }
-    if (err instanceof ValidationError) return sendError(res, 400, err.code, err.message, err.details);
-    if (err instanceof HttpError) return sendError(res, err.status, err.code, err.message, err.details);
+    if (err instanceof ValidationError || err instanceof HttpError) return sendError(res, err);
     if (err instanceof BufferFullError || err instanceof UnavailableError) {
       res.setHeader('Retry-After', String(retryAfterS));
-      return sendError(res, 503, err.code, err.message);
+      res.status(503).json({ error: { code: err.code, message: err.message, details: [] } });
+      return;
     }
     const parser = err as BodyParserError;
     switch (parser.type) {
       case 'entity.too.large':
-        return sendError(res, 413, 'payload_too_large', 'request body exceeds 1 MB');
+        return sendError(res, new PayloadTooLargeError('request body exceeds 1 MB'));
       case 'entity.parse.failed':
-        return sendError(res, 400, 'invalid_request', 'request body is not valid JSON', [
-          { path: '(body)', message: 'malformed JSON' },
-        ]);
+        return sendError(
+          res,
+          new ValidationError(
+            [{ path: '(body)', message: 'malformed JSON' }],
+            'request body is not valid JSON',
+          ),
+        );
       case 'encoding.unsupported':
       case 'charset.unsupported':
-        return sendError(res, 415, 'unsupported_media_type', 'body must be UTF-8 JSON');
+        return sendError(res, new UnsupportedMediaTypeError('body must be UTF-8 JSON'));
       case 'request.aborted':
       case 'request.size.invalid':
-        return sendError(res, 400, 'invalid_request', 'request body was incomplete');
+        return sendError(res, new ValidationError([], 'request body was incomplete'));
     }
     if (typeof parser.status === 'number' && parser.status >= 400 && parser.status < 500) {
-      return sendError(res, parser.status, 'invalid_request', 'request could not be read');
+      return sendError(res, new ValidationError([], 'request could not be read'));
     }
     req.log?.error({ err }, 'unhandled error');
-    sendError(res, 500, 'internal', 'internal error');
+    sendError(res, new InternalError());
   };
 }
 
 export const notFound: RequestHandler = (req, res) => {
-  sendError(res, 404, 'not_found', `no route ${req.method} ${req.path}`);
+  sendError(res, new NotFoundError(`no route ${req.method} ${req.path}`));
 };

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { RequestHandler } from 'express';
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
 import type { RedisClient } from '@safepkg/core';
-import { sendError } from './http-errors';
+import { RateLimitedError, sendError } from './http-errors';
 
 export interface RateLimitOptions {
   redis: RedisClient;
@@ -60,7 +60,7 @@ export function rateLimit(options: RateLimitOptions): RequestHandler | null {
       (rejection: unknown) => {
         if (rejection instanceof RateLimiterRes) {
           res.setHeader('Retry-After', String(Math.max(1, Math.ceil(rejection.msBeforeNext / 1000))));
-          sendError(res, 429, 'rate_limited', 'too many requests from this client; retry later');
+          sendError(res, new RateLimitedError('too many requests from this client; retry later'));
           return;
         }
         // Neither Redis nor the insurance limiter answered: serve rather than fail the device.

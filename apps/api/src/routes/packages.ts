@@ -1,7 +1,7 @@
 import { Router } from 'express';
 import { parseOrThrow } from '@safepkg/core';
 import type { CheckService } from '../check-service';
-import { requireJson, sendError } from '../http-errors';
+import { NotFoundError, requireJson, sendError } from '../http-errors';
 import { checkBodySchema, packageParamsSchema } from '../schemas';
 
 export function packagesRouter(checks: CheckService): Router {
@@ -15,7 +15,7 @@ export function packagesRouter(checks: CheckService): Router {
   router.get('/v1/packages/:name/:versionCode/:signature', async (req, res) => {
     const ref = parseOrThrow(packageParamsSchema, { ...req.params });
     const found = await checks.get(ref);
-    if (!found) return sendError(res, 404, 'not_found', 'package was never seen');
+    if (!found) return sendError(res, new NotFoundError('package was never seen'));
     res.json({ ...found.result, degraded: found.degraded });
   });
 
