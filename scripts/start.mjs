@@ -28,7 +28,10 @@ try {
 }
 
 const children = ['api', 'flusher'].map((app) =>
-  spawn(process.execPath, [join(root, 'apps', app, 'dist', 'main.js')], { stdio: 'inherit', env: process.env }),
+  spawn(process.execPath, [join(root, 'apps', app, 'dist', 'main.js')], {
+    stdio: 'inherit',
+    env: process.env,
+  }),
 );
 let stopping = false;
 const stop = (signal) => {

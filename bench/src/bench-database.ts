@@ -51,12 +51,17 @@ export async function ensureBenchTemplate(catalogue: Catalogue, log: (m: string)
   for (const m of listMigrations()) digest.update(m.name).update(m.sql);
   digest.update(JSON.stringify(catalogue.options));
   const name = `${TEMPLATE_PREFIX}${digest.digest('hex').slice(0, 12)}`;
-  const exists = await withClient('postgres', async (c) => (await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [name])).rowCount);
+  const exists = await withClient(
+    'postgres',
+    async (c) => (await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [name])).rowCount,
+  );
   if (exists) return name;
   log(`building template ${name} with ${catalogue.options.knownApps} known apps`);
   await withClient('postgres', async (c) => {
     // Older templates of the benchmark (other migrations or catalogue) are ours to replace.
-    const old = await c.query<{ datname: string }>(`SELECT datname FROM pg_database WHERE datname LIKE '${TEMPLATE_PREFIX}%'`);
+    const old = await c.query<{ datname: string }>(
+      `SELECT datname FROM pg_database WHERE datname LIKE '${TEMPLATE_PREFIX}%'`,
+    );
     for (const r of old.rows) {
       await c.query(`ALTER DATABASE ${r.datname} WITH IS_TEMPLATE false`);
       await c.query(`DROP DATABASE ${r.datname}`);
@@ -106,7 +111,11 @@ export async function databaseStats(database = BENCH_DATABASE): Promise<WriteSta
       [database],
     );
     const r = rows[0];
-    return { xactCommit: Number(r?.xact_commit ?? 0), xactRollback: Number(r?.xact_rollback ?? 0), tupInserted: Number(r?.tup_inserted ?? 0) };
+    return {
+      xactCommit: Number(r?.xact_commit ?? 0),
+      xactRollback: Number(r?.xact_rollback ?? 0),
+      tupInserted: Number(r?.tup_inserted ?? 0),
+    };
   });
 }
 
@@ -130,6 +139,10 @@ export async function insertedSince(seedRows: number, database = BENCH_DATABASE)
       [seedRows],
     );
     const r = rows[0];
-    return { rows: Number(r?.rows ?? 0), writeTransactions: Number(r?.xacts ?? 0), queued: Number(r?.queued ?? 0) };
+    return {
+      rows: Number(r?.rows ?? 0),
+      writeTransactions: Number(r?.xacts ?? 0),
+      queued: Number(r?.queued ?? 0),
+    };
   });
 }

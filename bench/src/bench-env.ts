@@ -22,7 +22,11 @@ export interface BenchEnv {
 export const RESULTS_DIR = join(__dirname, '..', 'results');
 
 /** The environment of a child api/flusher: only what it needs, on the benchmark's database and prefix. */
-export function appEnv(env: BenchEnv, databaseUrl: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+export function appEnv(
+  env: BenchEnv,
+  databaseUrl: string,
+  extra: Record<string, string> = {},
+): NodeJS.ProcessEnv {
   return {
     PATH: process.env.PATH,
     HOME: process.env.HOME,

@@ -39,11 +39,19 @@ export class Catalogue {
   }
 
   known(i: number): PackageRef {
-    return { name: `com.known${i % 97}.app${i}`, versionCode: 1 + (i % 50), signature: signatureOf(`known${this.options.seed}`, i) };
+    return {
+      name: `com.known${i % 97}.app${i}`,
+      versionCode: 1 + (i % 50),
+      signature: signatureOf(`known${this.options.seed}`, i),
+    };
   }
 
   hot(i: number): PackageRef {
-    return { name: `io.hot${this.options.seed}.release${i}`, versionCode: 1, signature: signatureOf(`hot${this.options.seed}`, i) };
+    return {
+      name: `io.hot${this.options.seed}.release${i}`,
+      versionCode: 1,
+      signature: signatureOf(`hot${this.options.seed}`, i),
+    };
   }
 
   /** A never-seen package: unique for each (stream, n); the signature is random but deterministic. */

@@ -56,7 +56,8 @@ export class DeviceSimulator {
       let kind = this.kind();
       // A device holds each app once; after a few collisions in a tiny set, fall back to the tail.
       if (kind !== 'tail') {
-        const [zipf, seen] = kind === 'known' ? [this.catalogue.knownZipf, seenKnown] : [this.catalogue.hotZipf, seenHot];
+        const [zipf, seen] =
+          kind === 'known' ? [this.catalogue.knownZipf, seenKnown] : [this.catalogue.hotZipf, seenHot];
         let index = -1;
         for (let attempt = 0; attempt < 20 && index < 0; attempt++) {
           const i = zipf.sample(this.rng);
@@ -80,7 +81,11 @@ export class DeviceSimulator {
     const drawn = this.draw();
     return {
       packages: drawn.map((d) =>
-        d.kind === 'known' ? this.catalogue.known(d.index) : d.kind === 'hot' ? this.catalogue.hot(d.index) : (d.tail as PackageRef),
+        d.kind === 'known'
+          ? this.catalogue.known(d.index)
+          : d.kind === 'hot'
+            ? this.catalogue.hot(d.index)
+            : (d.tail as PackageRef),
       ),
       kinds: drawn.map((d) => d.kind),
     };

@@ -1,4 +1,13 @@
-import { configDefaults, KeySchema, PackageStore, packageKey, parsePackageKey, partitionOf, RedisBuffer, type NewPackage } from '@safepkg/core';
+import {
+  configDefaults,
+  KeySchema,
+  PackageStore,
+  packageKey,
+  parsePackageKey,
+  partitionOf,
+  RedisBuffer,
+  type NewPackage,
+} from '@safepkg/core';
 import { Redis } from 'ioredis';
 import { Pool, type PoolClient } from 'pg';
 import { BENCH_DATABASE, databaseStats, insertedSince, resetBenchDatabase } from './bench-database';
@@ -32,9 +41,18 @@ export interface DrainResult {
   batchPhasesMs: { rows: number; read: number; insert: number; confirm: number; rowsPerS: number };
 }
 
-function drainRefs(catalogue: Catalogue, stream: string, from: number, count: number, rng: Random): NewPackage[] {
+function drainRefs(
+  catalogue: Catalogue,
+  stream: string,
+  from: number,
+  count: number,
+  rng: Random,
+): NewPackage[] {
   const firstSeenAt = new Date();
-  return Array.from({ length: count }, (_, i) => ({ ref: catalogue.tail(stream, from + i, rng), firstSeenAt }));
+  return Array.from({ length: count }, (_, i) => ({
+    ref: catalogue.tail(stream, from + i, rng),
+    firstSeenAt,
+  }));
 }
 
 /** A pool whose every query (COPY included) is counted: statements measured, not assumed. */
@@ -75,7 +93,12 @@ export async function runDrain(env: BenchEnv, entries: number): Promise<DrainRes
         const n = Math.min(chunk, entries - from);
         next += n;
         const t = Date.now();
-        await buffer.add(drainRefs(catalogue, 'drain', from, n, rng).map((r) => ({ key: `${r.ref.name}:${r.ref.versionCode}:${r.ref.signature}`, payload: { t } })));
+        await buffer.add(
+          drainRefs(catalogue, 'drain', from, n, rng).map((r) => ({
+            key: `${r.ref.name}:${r.ref.versionCode}:${r.ref.signature}`,
+            payload: { t },
+          })),
+        );
       }
     };
     await Promise.all([filler(), filler(), filler()]);
@@ -86,7 +109,9 @@ export async function runDrain(env: BenchEnv, entries: number): Promise<DrainRes
 
     const before = await databaseStats();
     const started = Date.now();
-    const nodeArgs = env.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${join(env.profileDir, 'drain', 'flusher')}`] : [];
+    const nodeArgs = env.profileDir
+      ? ['--cpu-prof', `--cpu-prof-dir=${join(env.profileDir, 'drain', 'flusher')}`]
+      : [];
     const flusher = await startApp('flusher', appEnv(env, databaseUrl), nodeArgs);
     const depthOverTime: { tMs: number; depth: number }[] = [];
     let firstDrop: number | null = null;
@@ -120,7 +145,11 @@ export async function runDrain(env: BenchEnv, entries: number): Promise<DrainRes
     const reps = env.quick ? 1 : 3;
     for (let r = 0; r < reps; r++) {
       // 20,000 of the drained packages (already stored) and 20,000 new ones, interleaved.
-      const { rows: stored } = await counting.pool.query<{ name: string; version_code: string; signature: string }>(
+      const { rows: stored } = await counting.pool.query<{
+        name: string;
+        version_code: string;
+        signature: string;
+      }>(
         'SELECT name, version_code, signature FROM packages WHERE id > $1 ORDER BY id OFFSET $2 LIMIT 20000',
         [env.seedRows, r * 20_000],
       );
@@ -133,7 +162,8 @@ export async function runDrain(env: BenchEnv, entries: number): Promise<DrainRes
       const t = process.hrtime.bigint();
       const returned = await store.insertBatch(rows);
       runs.push(Number(process.hrtime.bigint() - t) / 1e6);
-      if (returned.length !== 20_000) throw new Error(`dedupe insert returned ${returned.length}, expected 20000`);
+      if (returned.length !== 20_000)
+        throw new Error(`dedupe insert returned ${returned.length}, expected 20000`);
     }
     const batchPhasesMs = await measureBatchPhases(buffer, store, catalogue, rng, reps);
     await counting.pool.end();
@@ -164,7 +194,13 @@ export async function runDrain(env: BenchEnv, entries: number): Promise<DrainRes
  * flusher runs (buffer-read.lua, insertBatch, buffer-confirm.lua), to show where a
  * batch's time goes; nothing else touches partition 0 meanwhile.
  */
-async function measureBatchPhases(buffer: RedisBuffer, store: PackageStore, catalogue: Catalogue, rng: Random, reps: number) {
+async function measureBatchPhases(
+  buffer: RedisBuffer,
+  store: PackageStore,
+  catalogue: Catalogue,
+  rng: Random,
+  reps: number,
+) {
   const rows = configDefaults().flushBatchSize;
   const read: number[] = [];
   const insert: number[] = [];
@@ -182,7 +218,9 @@ async function measureBatchPhases(buffer: RedisBuffer, store: PackageStore, cata
     const batch = await buffer.read(0, null, snapshot, rows);
     read.push(ms(t));
     t = process.hrtime.bigint();
-    await store.insertBatch(batch.map((e) => ({ ref: parsePackageKey(e.key), firstSeenAt: new Date(e.payload.t) })));
+    await store.insertBatch(
+      batch.map((e) => ({ ref: parsePackageKey(e.key), firstSeenAt: new Date(e.payload.t) })),
+    );
     insert.push(ms(t));
     t = process.hrtime.bigint();
     await buffer.confirm(0, batch);
@@ -190,5 +228,11 @@ async function measureBatchPhases(buffer: RedisBuffer, store: PackageStore, cata
   }
   const med = (xs: number[]) => percentiles(xs, [50])[0] as number;
   const total = med(read) + med(insert) + med(confirm);
-  return { rows, read: med(read), insert: med(insert), confirm: med(confirm), rowsPerS: (rows * 1000) / total };
+  return {
+    rows,
+    read: med(read),
+    insert: med(insert),
+    confirm: med(confirm),
+    rowsPerS: (rows * 1000) / total,
+  };
 }

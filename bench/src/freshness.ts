@@ -48,7 +48,11 @@ export async function runFreshness(
   const stack =
     source === 'api'
       ? await startStack(env, databaseUrl, 'buffered', 'freshness')
-      : { apis: [], flusher: await startApp('flusher', appEnv(env, databaseUrl)), stop: async () => undefined };
+      : {
+          apis: [],
+          flusher: await startApp('flusher', appEnv(env, databaseUrl)),
+          stop: async () => undefined,
+        };
   const poller = new Client({ connectionString: pgUrl(BENCH_DATABASE) });
   await poller.connect();
   const histogram = new Map<number, number>();
@@ -83,7 +87,13 @@ export async function runFreshness(
         packagesPerDevice: env.packagesPerDevice,
         shares: { known: 0, hot: 0, tail: 1 },
       });
-      load = await runLoad({ urls: stack.apis.map((a) => a.url), durationS, connections: 32, overallRate: rate, simulator });
+      load = await runLoad({
+        urls: stack.apis.map((a) => a.url),
+        durationS,
+        connections: 32,
+        overallRate: rate,
+        simulator,
+      });
       fed = load.ok * env.packagesPerDevice;
     } else {
       fed = await feedBuffer(env, redis, keys, catalogue, newPerS, durationS);
@@ -117,13 +127,30 @@ export async function runFreshness(
     load,
     rowsObserved: total,
     pollIntervalMs,
-    lagMs: { p50: pct(50), p90: pct(90), p99: pct(99), max: ((sorted[sorted.length - 1]?.[0] ?? 0) + 1) * BUCKET_MS },
+    lagMs: {
+      p50: pct(50),
+      p90: pct(90),
+      p99: pct(99),
+      max: ((sorted[sorted.length - 1]?.[0] ?? 0) + 1) * BUCKET_MS,
+    },
   };
 }
 
 /** Adds never-seen packages straight into the buffer at `perS`, in 100 ms steps, stamped when added. */
-async function feedBuffer(env: BenchEnv, redis: Redis, keys: KeySchema, catalogue: Catalogue, perS: number, durationS: number): Promise<number> {
-  const buffer = new RedisBuffer(redis, keys, configDefaults().bufferPartitions, configDefaults().maxBufferDepth);
+async function feedBuffer(
+  env: BenchEnv,
+  redis: Redis,
+  keys: KeySchema,
+  catalogue: Catalogue,
+  perS: number,
+  durationS: number,
+): Promise<number> {
+  const buffer = new RedisBuffer(
+    redis,
+    keys,
+    configDefaults().bufferPartitions,
+    configDefaults().maxBufferDepth,
+  );
   const rng = new Random(env.seed + 23);
   const stepMs = 100;
   const perStep = Math.round((perS * stepMs) / 1000);
@@ -131,7 +158,12 @@ async function feedBuffer(env: BenchEnv, redis: Redis, keys: KeySchema, catalogu
   let n = 0;
   for (let step = 0; Date.now() - start < durationS * 1000; step++) {
     const t = Date.now();
-    await buffer.add(Array.from({ length: perStep }, () => ({ key: packageKey(catalogue.tail('feed', n++, rng)), payload: { t } })));
+    await buffer.add(
+      Array.from({ length: perStep }, () => ({
+        key: packageKey(catalogue.tail('feed', n++, rng)),
+        payload: { t },
+      })),
+    );
     const wait = start + (step + 1) * stepMs - Date.now();
     if (wait > 0) await sleep(wait);
   }

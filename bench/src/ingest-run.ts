@@ -59,7 +59,11 @@ export interface IngestResult {
 }
 
 /** Entries pending over the configured partitions (the apps run with the default count). */
-export async function bufferDepth(redis: Redis, keys: KeySchema, partitions = configDefaults().bufferPartitions): Promise<number> {
+export async function bufferDepth(
+  redis: Redis,
+  keys: KeySchema,
+  partitions = configDefaults().bufferPartitions,
+): Promise<number> {
   const pipeline = redis.pipeline();
   for (let p = 0; p < partitions; p++) pipeline.zcard(keys.partition(p).pending);
   const replies = (await pipeline.exec()) ?? [];
@@ -71,9 +75,16 @@ export function runName(spec: IngestSpec): string {
 }
 
 /** Starts the apps of a write mode (N api processes, plus the flusher when buffered). */
-export async function startStack(env: BenchEnv, databaseUrl: string, writeMode: WriteMode, profileTag: string) {
+export async function startStack(
+  env: BenchEnv,
+  databaseUrl: string,
+  writeMode: WriteMode,
+  profileTag: string,
+) {
   const nodeArgs = (app: string) =>
-    env.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${join(env.profileDir, profileTag.replace(/\W+/g, '-'), app)}`] : [];
+    env.profileDir
+      ? ['--cpu-prof', `--cpu-prof-dir=${join(env.profileDir, profileTag.replace(/\W+/g, '-'), app)}`]
+      : [];
   const base = appEnv(env, databaseUrl, { WRITE_MODE: writeMode });
   const [flusher, ...apis] = await Promise.all([
     writeMode === 'buffered' ? startApp('flusher', base, nodeArgs('flusher')) : null,
@@ -102,7 +113,12 @@ export async function runIngest(env: BenchEnv, spec: IngestSpec): Promise<Ingest
     await deletePrefix(redis, env.keyPrefix);
     const databaseUrl = await resetBenchDatabase(env.template);
     const stack = await startStack(env, databaseUrl, spec.writeMode, name);
-    const probe = await LookupProbe.start({ databaseUrl, catalogue: env.catalogue, concurrency: 2, keysPerLookup: 100 });
+    const probe = await LookupProbe.start({
+      databaseUrl,
+      catalogue: env.catalogue,
+      concurrency: 2,
+      keysPerLookup: 100,
+    });
     let load: LoadResult;
     let lookupsPerS: number;
     let drainAfterLoadMs: number | null = null;
@@ -115,8 +131,16 @@ export async function runIngest(env: BenchEnv, spec: IngestSpec): Promise<Ingest
         shares: SCENARIO_SHARES[spec.scenario],
       });
       const from = probe.mark();
-      const stall = spec.writeStall ? holdWriteLock(databaseUrl, spec.writeStall.atS * 1000, spec.writeStall.forMs) : null;
-      load = await runLoad({ urls: stack.apis.map((a) => a.url), durationS: spec.durationS, connections: spec.connections, overallRate: spec.rate, simulator });
+      const stall = spec.writeStall
+        ? holdWriteLock(databaseUrl, spec.writeStall.atS * 1000, spec.writeStall.forMs)
+        : null;
+      load = await runLoad({
+        urls: stack.apis.map((a) => a.url),
+        durationS: spec.durationS,
+        connections: spec.connections,
+        overallRate: spec.rate,
+        simulator,
+      });
       await stall;
       await sleep(250);
       lookupsPerS = LookupProbe.rate(from, probe.mark());
@@ -124,7 +148,8 @@ export async function runIngest(env: BenchEnv, spec: IngestSpec): Promise<Ingest
         const ended = Date.now();
         for (;;) {
           if ((await bufferDepth(redis, keys)) === 0) break;
-          if (Date.now() - ended > 180_000) throw new Error(`${name}: buffer not drained 180 s after the load`);
+          if (Date.now() - ended > 180_000)
+            throw new Error(`${name}: buffer not drained 180 s after the load`);
           await sleep(100);
         }
         drainAfterLoadMs = Date.now() - ended;
@@ -146,7 +171,8 @@ export async function runIngest(env: BenchEnv, spec: IngestSpec): Promise<Ingest
         newPackages: inserted.rows,
         queuedForAnalysis: inserted.queued,
         writeTransactions: inserted.writeTransactions,
-        writeTransactionsPer10k: inserted.rows > 0 ? (inserted.writeTransactions * 10_000) / inserted.rows : 0,
+        writeTransactionsPer10k:
+          inserted.rows > 0 ? (inserted.writeTransactions * 10_000) / inserted.rows : 0,
         xactCommit: after.xactCommit - before.xactCommit,
         xactRollback: after.xactRollback - before.xactRollback,
         tupInserted: after.tupInserted - before.tupInserted,
@@ -163,7 +189,12 @@ export async function runIngest(env: BenchEnv, spec: IngestSpec): Promise<Ingest
 /** Lookup capacity with nothing else running on the benchmark database. */
 export async function runBaselineLookups(env: BenchEnv, durationS: number): Promise<number> {
   const databaseUrl = await resetBenchDatabase(env.template);
-  const probe = await LookupProbe.start({ databaseUrl, catalogue: env.catalogue, concurrency: 2, keysPerLookup: 100 });
+  const probe = await LookupProbe.start({
+    databaseUrl,
+    catalogue: env.catalogue,
+    concurrency: 2,
+    keysPerLookup: 100,
+  });
   try {
     await sleep(500);
     const from = probe.mark();

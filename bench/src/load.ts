@@ -50,7 +50,12 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
               timeout: 10,
               // The rate split exactly: the first (rate mod n) instances take one request/s more.
               ...(options.overallRate
-                ? { overallRate: Math.max(1, Math.floor(options.overallRate / per) + (i < options.overallRate % per ? 1 : 0)) }
+                ? {
+                    overallRate: Math.max(
+                      1,
+                      Math.floor(options.overallRate / per) + (i < options.overallRate % per ? 1 : 0),
+                    ),
+                  }
                 : {}),
               requests: [
                 {
@@ -88,6 +93,12 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     statusCodes,
     requestsPerS: ok / durationS,
     packagesPerS: (ok * packagesPerDevice) / durationS,
-    latencyMs: { p50, p95, p99, max, mean: latencies.reduce((a, b) => a + b, 0) / Math.max(1, latencies.length) },
+    latencyMs: {
+      p50,
+      p95,
+      p99,
+      max,
+      mean: latencies.reduce((a, b) => a + b, 0) / Math.max(1, latencies.length),
+    },
   };
 }

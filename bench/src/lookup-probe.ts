@@ -64,7 +64,11 @@ export class LookupProbe {
 
 async function runProbe(options: ProbeOptions): Promise<void> {
   const catalogue = new Catalogue(options.catalogue);
-  const pool = new Pool({ connectionString: options.databaseUrl, max: options.concurrency, application_name: 'safepkg-bench-probe' });
+  const pool = new Pool({
+    connectionString: options.databaseUrl,
+    max: options.concurrency,
+    application_name: 'safepkg-bench-probe',
+  });
   const store = new PackageStore(pool);
   let lookups = 0;
   let running = true;
@@ -77,11 +81,14 @@ async function runProbe(options: ProbeOptions): Promise<void> {
     Array.from({ length: options.concurrency }, async (_, loop) => {
       const rng = new Random(1000 + loop);
       while (running) {
-        const refs = Array.from({ length: options.keysPerLookup }, () => catalogue.known(rng.int(catalogue.options.knownApps)));
+        const refs = Array.from({ length: options.keysPerLookup }, () =>
+          catalogue.known(rng.int(catalogue.options.knownApps)),
+        );
         const found = await store.lookupMany(refs);
         // Every probed key is seeded; a miss would mean the probe measures the wrong thing.
         const distinct = new Set(refs.map((r) => r.name)).size;
-        if (found.size !== distinct) throw new Error(`probe found ${found.size} of ${distinct} known packages`);
+        if (found.size !== distinct)
+          throw new Error(`probe found ${found.size} of ${distinct} known packages`);
         lookups++;
       }
     }),

@@ -10,7 +10,13 @@ import { Catalogue, type CatalogueOptions } from './catalogue';
 import { chartPath, drainLine, groupedBars, renderSvg } from './charts';
 import { runDrain } from './drain';
 import { runFreshness } from './freshness';
-import { runBaselineLookups, runIngest, type IngestResult, type IngestSpec, type ScenarioName } from './ingest-run';
+import {
+  runBaselineLookups,
+  runIngest,
+  type IngestResult,
+  type IngestSpec,
+  type ScenarioName,
+} from './ingest-run';
 import { findProfiles, summariseProfile } from './profile-summary';
 import { checkTargets, markdown, type BenchResults } from './report';
 import { runSchemaBench } from './schema-bench';
@@ -44,7 +50,11 @@ function parseCli() {
     process.exit(0);
   }
   const quick = values.quick === true;
-  const only = values.only ? (values.only.split(',') as Part[]) : quick ? (['ingest', 'drain', 'freshness'] as Part[]) : [...PARTS];
+  const only = values.only
+    ? (values.only.split(',') as Part[])
+    : quick
+      ? (['ingest', 'drain', 'freshness'] as Part[])
+      : [...PARTS];
   for (const p of only) if (!PARTS.includes(p)) throw new Error(`unknown part "${p}"\n${USAGE}`);
   const num = (v: string | undefined, d: number) => (v === undefined ? d : Number(v));
   return {
@@ -62,11 +72,17 @@ function parseCli() {
 }
 
 function stamp(d: Date): string {
-  return d.toISOString().replace(/[:.]/g, '-').replace(/-\d{3}Z$/, 'Z');
+  return d
+    .toISOString()
+    .replace(/[:.]/g, '-')
+    .replace(/-\d{3}Z$/, 'Z');
 }
 
 async function machine(redisUrl: string) {
-  const postgres = await withClient('postgres', async (c) => (await c.query<{ v: string }>('SELECT version() AS v')).rows[0]?.v.split(' on ')[0] ?? '?');
+  const postgres = await withClient(
+    'postgres',
+    async (c) => (await c.query<{ v: string }>('SELECT version() AS v')).rows[0]?.v.split(' on ')[0] ?? '?',
+  );
   const r = new Redis(redisUrl);
   const info = await r.info('server');
   r.disconnect();
@@ -85,7 +101,13 @@ async function main(): Promise<void> {
   const started = new Date();
   const t0 = Date.now();
   const log = (m: string) => console.log(`[bench +${((Date.now() - t0) / 1000).toFixed(1)}s] ${m}`);
-  const catalogueOptions: CatalogueOptions = { seed: cli.seed, knownApps: 200_000, knownExponent: 1.0, hotApps: 2_000, hotExponent: 1.0 };
+  const catalogueOptions: CatalogueOptions = {
+    seed: cli.seed,
+    knownApps: 200_000,
+    knownExponent: 1.0,
+    hotApps: 2_000,
+    hotExponent: 1.0,
+  };
   const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
   mkdirSync(RESULTS_DIR, { recursive: true });
   const id = stamp(started);
@@ -111,7 +133,11 @@ async function main(): Promise<void> {
     freshness: [],
     schema: null,
   };
-  log(`machine: ${results.machine.cpuModel} ×${results.machine.cpus}, load ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+  log(
+    `machine: ${results.machine.cpuModel} ×${results.machine.cpus}, load ${loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ')}`,
+  );
 
   let env: BenchEnv | null = null;
   if (cli.only.has('ingest') || cli.only.has('drain') || cli.only.has('freshness')) {
@@ -136,7 +162,9 @@ async function main(): Promise<void> {
     results.baselineLookupsPerS = await runBaselineLookups(env, cli.quick ? 2 : 8);
     log(`baseline: ${Math.round(results.baselineLookupsPerS)} lookups/s with no ingest`);
     const run = async (spec: IngestSpec): Promise<IngestResult> => {
-      log(`${spec.scenario} ${spec.writeMode} ${spec.rate ? `${spec.rate} req/s fixed` : 'closed loop'} for ${spec.durationS} s …`);
+      log(
+        `${spec.scenario} ${spec.writeMode} ${spec.rate ? `${spec.rate} req/s fixed` : 'closed loop'} for ${spec.durationS} s …`,
+      );
       const r = await runIngest(env as BenchEnv, spec);
       results.ingest.push(r);
       log(
@@ -149,39 +177,62 @@ async function main(): Promise<void> {
     const modes = ['buffered', 'direct'] as const;
     const closed = async (scenario: ScenarioName) => {
       const out: IngestResult[] = [];
-      for (const writeMode of modes) out.push(await run({ scenario, writeMode, durationS: cli.durationS, connections: 32 }));
+      for (const writeMode of modes)
+        out.push(await run({ scenario, writeMode, durationS: cli.durationS, connections: 32 }));
       return out;
     };
     await closed('steady');
     let stormRate = cli.stormRate;
     if (!cli.quick) {
-      for (const writeMode of modes) await run({ scenario: 'steady', writeMode, durationS: cli.durationS, connections: 64, rate: cli.steadyRate });
+      for (const writeMode of modes)
+        await run({
+          scenario: 'steady',
+          writeMode,
+          durationS: cli.durationS,
+          connections: 64,
+          rate: cli.steadyRate,
+        });
       const stormMax = await closed('storm');
       // Equal offered load for both modes: 60 % of the slower mode's closed-loop rate, unless given.
       stormRate ??= Math.max(10, Math.round(0.6 * Math.min(...stormMax.map((r) => r.load.requestsPerS))));
     }
     // Quick runs skip the calibration: a rate any machine that runs the tests sustains.
     stormRate ??= 40;
-    for (const writeMode of modes) await run({ scenario: 'storm', writeMode, durationS: cli.durationS, connections: 64, rate: stormRate });
+    for (const writeMode of modes)
+      await run({ scenario: 'storm', writeMode, durationS: cli.durationS, connections: 64, rate: stormRate });
     if (!cli.quick) {
       // The same load with PostgreSQL refusing writes for 3 s in the middle (reads go on).
       const writeStall = { atS: Math.floor(cli.durationS / 3), forMs: 3000 };
-      for (const writeMode of modes) await run({ scenario: 'storm', writeMode, durationS: cli.durationS, connections: 128, rate: stormRate, writeStall });
+      for (const writeMode of modes)
+        await run({
+          scenario: 'storm',
+          writeMode,
+          durationS: cli.durationS,
+          connections: 128,
+          rate: stormRate,
+          writeStall,
+        });
     }
   }
 
   if (env && cli.only.has('drain')) {
     log(`drain: filling the buffer with ${cli.drainEntries} entries`);
     results.drain = await runDrain(env, cli.drainEntries);
-    log(`drain: ${Math.round(results.drain.rowsPerS)} rows/s; ${results.drain.statementsPerBatch} statements per batch; 40k dedupe ${Math.round(results.drain.dedupe40kMs.median)} ms`);
+    log(
+      `drain: ${Math.round(results.drain.rowsPerS)} rows/s; ${results.drain.statementsPerBatch} statements per batch; 40k dedupe ${Math.round(results.drain.dedupe40kMs.median)} ms`,
+    );
   }
 
   if (env && cli.only.has('freshness')) {
     for (const source of cli.quick ? (['buffer'] as const) : (['api', 'buffer'] as const)) {
-      log(`freshness: 20,000 new packages/s ${source === 'api' ? 'through the api' : 'fed straight into the buffer'}`);
+      log(
+        `freshness: 20,000 new packages/s ${source === 'api' ? 'through the api' : 'fed straight into the buffer'}`,
+      );
       const f = await runFreshness(env, source, 20_000, cli.quick ? 4 : 15);
       results.freshness.push(f);
-      log(`freshness (${source}): ${Math.round(f.achievedNewPerS)} new/s achieved, lag p50 ${f.lagMs.p50} ms, p99 ${f.lagMs.p99} ms over ${f.rowsObserved} rows`);
+      log(
+        `freshness (${source}): ${Math.round(f.achievedNewPerS)} new/s achieved, lag p50 ${f.lagMs.p50} ms, p99 ${f.lagMs.p99} ms over ${f.rowsObserved} rows`,
+      );
     }
   }
 
@@ -195,23 +246,65 @@ async function main(): Promise<void> {
   if (cli.only.has('schema')) {
     results.schema = await runSchemaBench({ packages: cli.schemaPackages, quick: cli.quick, log });
     const s = results.schema;
-    log(`schema: lookup ${s.lookup.speedup.toFixed(2)}×, flush insert ${s.flushInsert.ratio.toFixed(2)}×, trigger ${s.evaluationTrigger.speedup.toFixed(2)}×`);
+    log(
+      `schema: lookup ${s.lookup.speedup.toFixed(2)}×, flush insert ${s.flushInsert.ratio.toFixed(2)}×, trigger ${s.evaluationTrigger.speedup.toFixed(2)}×`,
+    );
   }
 
-  const profiles = profileDir ? findProfiles(profileDir).map((f) => ({ ...summariseProfile(f), file: relative(RESULTS_DIR, f) })) : [];
-  const full: BenchResults = { ...results, finishedAt: new Date().toISOString(), loadavgAtEnd: loadavg(), targets: checkTargets(results), profiles };
+  const profiles = profileDir
+    ? findProfiles(profileDir).map((f) => ({ ...summariseProfile(f), file: relative(RESULTS_DIR, f) }))
+    : [];
+  const full: BenchResults = {
+    ...results,
+    finishedAt: new Date().toISOString(),
+    loadavgAtEnd: loadavg(),
+    targets: checkTargets(results),
+    profiles,
+  };
   writeFileSync(join(RESULTS_DIR, `${id}.json`), `${JSON.stringify(full, null, 2)}\n`);
   const md = markdown(full);
   writeFileSync(join(RESULTS_DIR, `${id}.md`), `${md}\n`);
 
   if (full.ingest.length) {
     const bars = (value: (r: IngestResult) => number) =>
-      full.ingest.map((r) => ({ run: `${r.spec.scenario} ${r.spec.rate ? 'fixed' : 'max'}${r.spec.writeStall ? ' +stall' : ''}`, mode: r.spec.writeMode, value: value(r) }));
-    await renderSvg(groupedBars('Checked packages per second', 'packages/s', bars((r) => r.load.packagesPerS)), chartPath(RESULTS_DIR, id, 'throughput'));
-    await renderSvg(groupedBars('Request latency p99', 'p99 (ms)', bars((r) => r.load.latencyMs.p99)), chartPath(RESULTS_DIR, id, 'p99'));
-    await renderSvg(groupedBars('Lookup capacity left (100-key lookups/s)', 'lookups/s', bars((r) => r.lookupsPerS)), chartPath(RESULTS_DIR, id, 'lookups'));
+      full.ingest.map((r) => ({
+        run: `${r.spec.scenario} ${r.spec.rate ? 'fixed' : 'max'}${r.spec.writeStall ? ' +stall' : ''}`,
+        mode: r.spec.writeMode,
+        value: value(r),
+      }));
+    await renderSvg(
+      groupedBars(
+        'Checked packages per second',
+        'packages/s',
+        bars((r) => r.load.packagesPerS),
+      ),
+      chartPath(RESULTS_DIR, id, 'throughput'),
+    );
+    await renderSvg(
+      groupedBars(
+        'Request latency p99',
+        'p99 (ms)',
+        bars((r) => r.load.latencyMs.p99),
+      ),
+      chartPath(RESULTS_DIR, id, 'p99'),
+    );
+    await renderSvg(
+      groupedBars(
+        'Lookup capacity left (100-key lookups/s)',
+        'lookups/s',
+        bars((r) => r.lookupsPerS),
+      ),
+      chartPath(RESULTS_DIR, id, 'lookups'),
+    );
   }
-  if (full.drain) await renderSvg(drainLine(`Drain of ${full.drain.entries.toLocaleString('en-US')} buffered entries`, full.drain.depthOverTime), chartPath(RESULTS_DIR, id, 'drain'));
+  if (full.drain)
+    await renderSvg(
+      drainLine(
+        `Drain of ${full.drain.entries.toLocaleString('en-US')} buffered entries`,
+        full.drain.depthOverTime,
+      ),
+      chartPath(RESULTS_DIR, id, 'drain'),
+    );
   console.log(`\n${md}`);
   log(`results: ${relative(process.cwd(), join(RESULTS_DIR, `${id}.json`))} (+ .md, charts)`);
 }
@@ -219,8 +312,14 @@ async function main(): Promise<void> {
 /** So a result can be matched to the code it measured; null outside a git checkout. */
 function gitRevision(): string | null {
   try {
-    const rev = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: __dirname, encoding: 'utf8' }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--', '.'], { cwd: join(__dirname, '..'), encoding: 'utf8' }).trim();
+    const rev = execFileSync('git', ['rev-parse', '--short', 'HEAD'], {
+      cwd: __dirname,
+      encoding: 'utf8',
+    }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', '.'], {
+      cwd: join(__dirname, '..'),
+      encoding: 'utf8',
+    }).trim();
     return dirty ? `${rev}+dirty-bench` : rev;
   } catch {
     return null;

@@ -33,7 +33,10 @@ export async function waitFor<T>(
     } catch (err) {
       lastError = err;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${String(lastError)}` : ''}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${String(lastError)}` : ''}`,
+      );
     await sleep(intervalMs);
   }
 }
@@ -48,7 +51,11 @@ export interface AppProcess {
 }
 
 /** Starts a built app (apps/<app>/dist/main.js) and waits for its /healthz. */
-export async function startApp(app: 'api' | 'flusher', env: NodeJS.ProcessEnv, nodeArgs: string[] = []): Promise<AppProcess> {
+export async function startApp(
+  app: 'api' | 'flusher',
+  env: NodeJS.ProcessEnv,
+  nodeArgs: string[] = [],
+): Promise<AppProcess> {
   const port = await freePort();
   const portEnv = app === 'api' ? { PORT: String(port) } : { FLUSHER_PORT: String(port) };
   const child = spawn(process.execPath, [...nodeArgs, join(REPO_ROOT, 'apps', app, 'dist', 'main.js')], {

@@ -29,14 +29,19 @@ function moduleOf(url: string, functionName: string): string {
 }
 
 /** Top functions by self time in one .cpuprofile (node --cpu-prof), grouped by function and location, and by module. */
-export function summariseProfile(file: string, top = 15): { file: string; totalMs: number; top: SelfTime[]; byModule: SelfTime[] } {
+export function summariseProfile(
+  file: string,
+  top = 15,
+): { file: string; totalMs: number; top: SelfTime[]; byModule: SelfTime[] } {
   const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
   const frameOf = new Map<number, string>();
   const moduleOfNode = new Map<number, string>();
   for (const n of profile.nodes) {
     const { functionName, url, lineNumber } = n.callFrame;
     moduleOfNode.set(n.id, moduleOf(url, functionName));
-    const where = url ? `${url.replace(/^file:\/\//, '').replace(/^.*\/node_modules\//, '~/')}:${lineNumber + 1}` : '';
+    const where = url
+      ? `${url.replace(/^file:\/\//, '').replace(/^.*\/node_modules\//, '~/')}:${lineNumber + 1}`
+      : '';
     frameOf.set(n.id, `${functionName || '(anonymous)'}${where ? ` ${where}` : ''}`);
   }
   const self = new Map<string, number>();
@@ -54,7 +59,11 @@ export function summariseProfile(file: string, top = 15): { file: string; totalM
     [...m]
       .sort((a, b) => b[1] - a[1])
       .slice(0, top)
-      .map(([fn, us]) => ({ fn, selfMs: Math.round(us / 100) / 10, share: Math.round((us / total) * 1000) / 10 }));
+      .map(([fn, us]) => ({
+        fn,
+        selfMs: Math.round(us / 100) / 10,
+        share: Math.round((us / total) * 1000) / 10,
+      }));
   return { file, totalMs: total / 1000, top: ranked(self), byModule: ranked(byModule) };
 }
 
@@ -76,8 +85,10 @@ if (require.main === module) {
   for (const f of files) {
     const s = summariseProfile(f, Number(process.argv[3] ?? 15));
     console.log(`\n${f} (${Math.round(s.totalMs)} ms sampled)`);
-    for (const t of s.top) console.log(`${String(t.share).padStart(5)} %  ${String(t.selfMs).padStart(8)} ms  ${t.fn}`);
+    for (const t of s.top)
+      console.log(`${String(t.share).padStart(5)} %  ${String(t.selfMs).padStart(8)} ms  ${t.fn}`);
     console.log('  by module:');
-    for (const t of s.byModule) console.log(`${String(t.share).padStart(5)} %  ${String(t.selfMs).padStart(8)} ms  ${t.fn}`);
+    for (const t of s.byModule)
+      console.log(`${String(t.share).padStart(5)} %  ${String(t.selfMs).padStart(8)} ms  ${t.fn}`);
   }
 }

@@ -9,7 +9,14 @@ export interface BenchResults {
   startedAt: string;
   finishedAt: string;
   quick: boolean;
-  machine: { cpuModel: string; cpus: number; totalMemMb: number; node: string; postgres: string; redis: string };
+  machine: {
+    cpuModel: string;
+    cpus: number;
+    totalMemMb: number;
+    node: string;
+    postgres: string;
+    redis: string;
+  };
   loadavgAtStart: number[];
   loadavgAtEnd: number[];
   settings: Record<string, unknown>;
@@ -28,16 +35,29 @@ export interface TargetCheck {
   met: boolean | null;
 }
 
-const fmt = (n: number | null | undefined, d = 0) => (n === null || n === undefined || Number.isNaN(n) ? '–' : round(n, d).toLocaleString('en-US'));
+const fmt = (n: number | null | undefined, d = 0) =>
+  n === null || n === undefined || Number.isNaN(n) ? '–' : round(n, d).toLocaleString('en-US');
 
-function find(ingest: IngestResult[], scenario: string, mode: string, fixed: boolean, stall = false): IngestResult | undefined {
+function find(
+  ingest: IngestResult[],
+  scenario: string,
+  mode: string,
+  fixed: boolean,
+  stall = false,
+): IngestResult | undefined {
   return ingest.find(
-    (r) => r.spec.scenario === scenario && r.spec.writeMode === mode && Boolean(r.spec.rate) === fixed && Boolean(r.spec.writeStall) === stall,
+    (r) =>
+      r.spec.scenario === scenario &&
+      r.spec.writeMode === mode &&
+      Boolean(r.spec.rate) === fixed &&
+      Boolean(r.spec.writeStall) === stall,
   );
 }
 
 /** Each target of the brief, from what was measured; null = not measured in this run. */
-export function checkTargets(r: Omit<BenchResults, 'targets' | 'finishedAt' | 'profiles' | 'loadavgAtEnd'>): TargetCheck[] {
+export function checkTargets(
+  r: Omit<BenchResults, 'targets' | 'finishedAt' | 'profiles' | 'loadavgAtEnd'>,
+): TargetCheck[] {
   const out: TargetCheck[] = [];
   const add = (target: string, measured: string, met: boolean | null) => out.push({ target, measured, met });
   const steady = find(r.ingest, 'steady', 'buffered', true) ?? find(r.ingest, 'steady', 'buffered', false);
@@ -52,7 +72,11 @@ export function checkTargets(r: Omit<BenchResults, 'targets' | 'finishedAt' | 'p
   const sd = find(r.ingest, 'storm', 'direct', true);
   if (sb && sd) {
     const p = sb.load.latencyMs.p99 / sd.load.latencyMs.p99;
-    add('storm, equal fixed load: buffered p99 ≤ ½ direct p99', `${fmt(sb.load.latencyMs.p99, 1)} / ${fmt(sd.load.latencyMs.p99, 1)} ms = ${fmt(p, 2)}`, p <= 0.5);
+    add(
+      'storm, equal fixed load: buffered p99 ≤ ½ direct p99',
+      `${fmt(sb.load.latencyMs.p99, 1)} / ${fmt(sd.load.latencyMs.p99, 1)} ms = ${fmt(p, 2)}`,
+      p <= 0.5,
+    );
     const w = sb.postgres.writeTransactionsPer10k / Math.max(1e-9, sd.postgres.writeTransactionsPer10k);
     add(
       'storm: PostgreSQL write transactions per 10k new packages, buffered ≤ 1 % of direct',
@@ -60,18 +84,38 @@ export function checkTargets(r: Omit<BenchResults, 'targets' | 'finishedAt' | 'p
       w <= 0.01,
     );
     const l = sb.lookupsPerS / Math.max(1e-9, sd.lookupsPerS);
-    add('storm: lookup capacity left, buffered ≥ 1.3× direct', `${fmt(sb.lookupsPerS)} / ${fmt(sd.lookupsPerS)} lookups/s = ${fmt(l, 2)}×`, l >= 1.3);
+    add(
+      'storm: lookup capacity left, buffered ≥ 1.3× direct',
+      `${fmt(sb.lookupsPerS)} / ${fmt(sd.lookupsPerS)} lookups/s = ${fmt(l, 2)}×`,
+      l >= 1.3,
+    );
   }
   const mb = find(r.ingest, 'storm', 'buffered', false);
   const md = find(r.ingest, 'storm', 'direct', false);
   if (mb && md) {
     const t = mb.load.packagesPerS / Math.max(1e-9, md.load.packagesPerS);
-    add('storm max throughput: buffered ≥ direct', `${fmt(mb.load.packagesPerS)} / ${fmt(md.load.packagesPerS)} pkg/s = ${fmt(t, 2)}×`, t >= 1);
+    add(
+      'storm max throughput: buffered ≥ direct',
+      `${fmt(mb.load.packagesPerS)} / ${fmt(md.load.packagesPerS)} pkg/s = ${fmt(t, 2)}×`,
+      t >= 1,
+    );
   }
   if (r.drain) {
-    add('drain ≥ 50,000 rows/s', `${fmt(r.drain.rowsPerS)} rows/s over ${fmt(r.drain.entries)} entries`, r.drain.rowsPerS >= 50_000);
-    add('≤ 10 statements per 10k flushed rows', `${fmt(r.drain.statementsPer10kRows, 1)} (${r.drain.statementsPerBatch} per batch)`, r.drain.statementsPer10kRows <= 10);
-    add('40k-row dedupe insert with RETURNING ≤ 0.6 s', `${fmt(r.drain.dedupe40kMs.median)} ms (median of ${r.drain.dedupe40kMs.runs.length})`, r.drain.dedupe40kMs.median <= 600);
+    add(
+      'drain ≥ 50,000 rows/s',
+      `${fmt(r.drain.rowsPerS)} rows/s over ${fmt(r.drain.entries)} entries`,
+      r.drain.rowsPerS >= 50_000,
+    );
+    add(
+      '≤ 10 statements per 10k flushed rows',
+      `${fmt(r.drain.statementsPer10kRows, 1)} (${r.drain.statementsPerBatch} per batch)`,
+      r.drain.statementsPer10kRows <= 10,
+    );
+    add(
+      '40k-row dedupe insert with RETURNING ≤ 0.6 s',
+      `${fmt(r.drain.dedupe40kMs.median)} ms (median of ${r.drain.dedupe40kMs.runs.length})`,
+      r.drain.dedupe40kMs.median <= 600,
+    );
   }
   for (const f of r.freshness) {
     add(
@@ -82,10 +126,26 @@ export function checkTargets(r: Omit<BenchResults, 'targets' | 'finishedAt' | 'p
   }
   if (r.schema) {
     const s = r.schema;
-    add('schema: status-column lookup ≥ 2× faster than the join (client round trip)', `${fmt(s.lookup.statusColumnsMs, 2)} vs ${fmt(s.lookup.joinMs, 2)} ms = ${fmt(s.lookup.speedup, 2)}×`, s.lookup.speedup >= 2);
-    add('schema: same, server execution time only', `${fmt(s.lookup.statusServerMs, 2)} vs ${fmt(s.lookup.joinServerMs, 2)} ms = ${fmt(s.lookup.serverSpeedup, 2)}×`, s.lookup.serverSpeedup >= 2);
-    add('schema: flush insert with status columns ≤ 1.1× without', `${fmt(s.flushInsert.withStatusMs)} vs ${fmt(s.flushInsert.bareMs)} ms = ${fmt(s.flushInsert.ratio, 2)}×`, s.flushInsert.ratio <= 1.1);
-    add('schema: statement-level trigger ≥ 1.3× faster than row-level', `${fmt(s.evaluationTrigger.statementLevelMs)} vs ${fmt(s.evaluationTrigger.rowLevelMs)} ms = ${fmt(s.evaluationTrigger.speedup, 2)}×`, s.evaluationTrigger.speedup >= 1.3);
+    add(
+      'schema: status-column lookup ≥ 2× faster than the join (client round trip)',
+      `${fmt(s.lookup.statusColumnsMs, 2)} vs ${fmt(s.lookup.joinMs, 2)} ms = ${fmt(s.lookup.speedup, 2)}×`,
+      s.lookup.speedup >= 2,
+    );
+    add(
+      'schema: same, server execution time only',
+      `${fmt(s.lookup.statusServerMs, 2)} vs ${fmt(s.lookup.joinServerMs, 2)} ms = ${fmt(s.lookup.serverSpeedup, 2)}×`,
+      s.lookup.serverSpeedup >= 2,
+    );
+    add(
+      'schema: flush insert with status columns ≤ 1.1× without',
+      `${fmt(s.flushInsert.withStatusMs)} vs ${fmt(s.flushInsert.bareMs)} ms = ${fmt(s.flushInsert.ratio, 2)}×`,
+      s.flushInsert.ratio <= 1.1,
+    );
+    add(
+      'schema: statement-level trigger ≥ 1.3× faster than row-level',
+      `${fmt(s.evaluationTrigger.statementLevelMs)} vs ${fmt(s.evaluationTrigger.rowLevelMs)} ms = ${fmt(s.evaluationTrigger.speedup, 2)}×`,
+      s.evaluationTrigger.speedup >= 1.3,
+    );
   }
   return out;
 }
@@ -96,12 +156,16 @@ export function markdown(r: BenchResults): string {
   lines.push(
     `Machine: ${r.machine.cpuModel}, ${r.machine.cpus} cores, ${fmt(r.machine.totalMemMb)} MB; node ${r.machine.node}; ${r.machine.postgres}; Redis ${r.machine.redis}.`,
     `Load average at start ${r.loadavgAtStart.map((x) => x.toFixed(2)).join(' ')}, at end ${r.loadavgAtEnd.map((x) => x.toFixed(2)).join(' ')} (the machine is shared: numbers are noisy).`,
-    `Settings: ${Object.entries(r.settings).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(', ')}.`,
+    `Settings: ${Object.entries(r.settings)
+      .map(([k, v]) => `${k}=${JSON.stringify(v)}`)
+      .join(', ')}.`,
     '',
   );
   if (r.ingest.length) {
     lines.push('## Ingest scenarios', '');
-    lines.push('| run | load | pkg/s | req/s | p50 ms | p95 ms | p99 ms | errors / non-2xx | new pkgs | PG write xacts | per 10k new | lookups/s left | drain after |');
+    lines.push(
+      '| run | load | pkg/s | req/s | p50 ms | p95 ms | p99 ms | errors / non-2xx | new pkgs | PG write xacts | per 10k new | lookups/s left | drain after |',
+    );
     lines.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
     for (const x of r.ingest) {
       const l = x.load;
@@ -109,7 +173,11 @@ export function markdown(r: BenchResults): string {
         `| ${x.spec.scenario} ${x.spec.writeMode} | ${x.spec.rate ? `${x.spec.rate} req/s fixed` : `closed, ${x.spec.connections} conns`}${x.spec.writeStall ? `, writes blocked ${x.spec.writeStall.forMs / 1000} s` : ''} | ${fmt(l.packagesPerS)} | ${fmt(l.requestsPerS)} | ${fmt(l.latencyMs.p50, 1)} | ${fmt(l.latencyMs.p95, 1)} | ${fmt(l.latencyMs.p99, 1)} | ${l.errors} / ${l.non2xx} | ${fmt(x.postgres.newPackages)} | ${fmt(x.postgres.writeTransactions)} | ${fmt(x.postgres.writeTransactionsPer10k, 2)} | ${fmt(x.lookupsPerS)} | ${x.drainAfterLoadMs === null ? '–' : `${fmt(x.drainAfterLoadMs)} ms`} |`,
       );
     }
-    lines.push('', `Baseline lookup capacity (side process, 2 loops of 100-key lookupMany, nothing else on the database): ${fmt(r.baselineLookupsPerS)} lookups/s.`, '');
+    lines.push(
+      '',
+      `Baseline lookup capacity (side process, 2 loops of 100-key lookupMany, nothing else on the database): ${fmt(r.baselineLookupsPerS)} lookups/s.`,
+      '',
+    );
     const pairs: string[] = [];
     for (const [scenario, fixed, stall] of [
       ['steady', false, false],
@@ -126,7 +194,14 @@ export function markdown(r: BenchResults): string {
       );
     }
     if (pairs.length) {
-      lines.push('Ratios buffered / direct:', '', '| run | pkg/s | p99 | write xacts per 10k new | lookups/s left |', '|---|---:|---:|---:|---:|', ...pairs, '');
+      lines.push(
+        'Ratios buffered / direct:',
+        '',
+        '| run | pkg/s | p99 | write xacts per 10k new | lookups/s left |',
+        '|---|---:|---:|---:|---:|',
+        ...pairs,
+        '',
+      );
     }
   }
   if (r.drain) {
@@ -139,13 +214,22 @@ export function markdown(r: BenchResults): string {
     );
   }
   if (r.freshness.length) {
-    lines.push('## Freshness', '', '| source | offered new/s | achieved new/s | request p99 | rows seen | lag p50 | p90 | p99 | max |', '|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+    lines.push(
+      '## Freshness',
+      '',
+      '| source | offered new/s | achieved new/s | request p99 | rows seen | lag p50 | p90 | p99 | max |',
+      '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+    );
     for (const f of r.freshness) {
       lines.push(
         `| ${f.source === 'api' ? 'devices → api' : 'straight into the buffer'} | ${fmt(f.offeredNewPerS)} | ${fmt(f.achievedNewPerS)} | ${f.load ? `${fmt(f.load.latencyMs.p99, 1)} ms` : '–'} | ${fmt(f.rowsObserved)} | ${fmt(f.lagMs.p50)} ms | ${fmt(f.lagMs.p90)} ms | ${fmt(f.lagMs.p99)} ms | ${fmt(f.lagMs.max)} ms |`,
       );
     }
-    lines.push('', `Lag = first check (api clock, stored as first_seen_at) → row seen by a poller (every ${r.freshness[0]?.pollIntervalMs} ms, 10 ms buckets).`, '');
+    lines.push(
+      '',
+      `Lag = first check (api clock, stored as first_seen_at) → row seen by a poller (every ${r.freshness[0]?.pollIntervalMs} ms, 10 ms buckets).`,
+      '',
+    );
   }
   if (r.schema) {
     const s = r.schema;
@@ -166,14 +250,20 @@ export function markdown(r: BenchResults): string {
     );
   }
   lines.push('## Targets', '', '| target | measured | met |', '|---|---|---|');
-  for (const t of r.targets) lines.push(`| ${t.target} | ${t.measured} | ${t.met === null ? '–' : t.met ? 'met' : '**not met**'} |`);
+  for (const t of r.targets)
+    lines.push(`| ${t.target} | ${t.measured} | ${t.met === null ? '–' : t.met ? 'met' : '**not met**'} |`);
   lines.push('');
   if (r.profiles.length) {
     lines.push('## CPU profiles (top self time)', '');
     for (const p of r.profiles) {
       lines.push(`${p.file} (${fmt(p.totalMs)} ms sampled):`, '');
       for (const t of p.top.slice(0, 8)) lines.push(`- ${t.share} % ${t.fn}`);
-      lines.push(`- by module: ${p.byModule.slice(0, 8).map((t) => `${t.fn} ${t.share} %`).join(', ')}`);
+      lines.push(
+        `- by module: ${p.byModule
+          .slice(0, 8)
+          .map((t) => `${t.fn} ${t.share} %`)
+          .join(', ')}`,
+      );
       lines.push('');
     }
   }

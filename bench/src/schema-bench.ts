@@ -75,23 +75,33 @@ function keyOf(i: number): [string, number, string] {
   return [`com.s${i % 1000}.app${i}`, i % 50, createHash('sha256').update(`s${i}`).digest('hex')];
 }
 
-async function ensureSchemaDatabase(packages: number, evaluatedShare: number, log: (m: string) => void): Promise<void> {
+async function ensureSchemaDatabase(
+  packages: number,
+  evaluatedShare: number,
+  log: (m: string) => void,
+): Promise<void> {
   const digest = createHash('sha1');
   for (const m of listMigrations()) digest.update(m.name).update(m.sql);
   const version = `${digest.update(SETUP_SQL).digest('hex').slice(0, 12)}-${packages}-${evaluatedShare}`;
   const current = await withClient('postgres', async (c) => {
-    const exists = (await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [SCHEMA_DATABASE])).rowCount;
+    const exists = (await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [SCHEMA_DATABASE]))
+      .rowCount;
     if (!exists) return null;
     return withClient(SCHEMA_DATABASE, async (s) => {
       try {
-        return (await s.query<{ version: string }>('SELECT version FROM bench_schema_meta')).rows[0]?.version ?? null;
+        return (
+          (await s.query<{ version: string }>('SELECT version FROM bench_schema_meta')).rows[0]?.version ??
+          null
+        );
       } catch {
         return null;
       }
     });
   });
   if (current === version) return;
-  log(`schema: building ${SCHEMA_DATABASE} with ${packages} packages (once per version; kept for later runs)`);
+  log(
+    `schema: building ${SCHEMA_DATABASE} with ${packages} packages (once per version; kept for later runs)`,
+  );
   await withClient('postgres', async (c) => {
     await c.query(`DROP DATABASE IF EXISTS ${SCHEMA_DATABASE} WITH (FORCE)`);
     await c.query(`CREATE DATABASE ${SCHEMA_DATABASE}`);
@@ -223,7 +233,10 @@ async function measureFlushInsert(c: Client, packages: number, rows: number, rep
     const lines: string[] = [];
     for (let i = 0; i < rows; i++) {
       // Half already stored, half new (unique per rep, so each rep inserts fresh keys).
-      const [n, v, s] = i % 2 === 0 ? keyOf(rng.int(packages)) : [`org.fresh${rep + 10}.p${i}`, 1, createHash('sha256').update(`f${rep}:${i}`).digest('hex')];
+      const [n, v, s] =
+        i % 2 === 0
+          ? keyOf(rng.int(packages))
+          : [`org.fresh${rep + 10}.p${i}`, 1, createHash('sha256').update(`f${rep}:${i}`).digest('hex')];
       lines.push(`${n}\t${v}\t${s}\t${seenAt}\n`);
     }
     await copyLines(c, 'COPY flush_staging FROM STDIN', lines);
@@ -252,7 +265,13 @@ async function measureFlushInsert(c: Client, packages: number, rows: number, rep
       withStatus.push(await run('packages', r));
     }
   }
-  return { rows, presentShare: 0.5, withStatusMs: median(withStatus), bareMs: median(bare), ratio: median(withStatus) / median(bare) };
+  return {
+    rows,
+    presentShare: 0.5,
+    withStatusMs: median(withStatus),
+    bareMs: median(bare),
+    ratio: median(withStatus) / median(bare),
+  };
 }
 
 async function measureTriggers(c: Client, packages: number, evaluations: number, reps: number) {
@@ -261,9 +280,12 @@ async function measureTriggers(c: Client, packages: number, evaluations: number,
     const start = 1 + rng.int(packages - evaluations - 1);
     await c.query('BEGIN');
     const t = process.hrtime.bigint();
-    await c.query(`INSERT INTO ${table} (package_id, source, verdict, threat_index, created_by)
+    await c.query(
+      `INSERT INTO ${table} (package_id, source, verdict, threat_index, created_by)
       SELECT g, CASE WHEN g % 5 = 0 THEN 'manual' ELSE 'model' END::verdict_source, 'malicious', 0.9, 'bench'
-        FROM generate_series($1::bigint, $1::bigint + $2 - 1) g`, [start, evaluations]);
+        FROM generate_series($1::bigint, $1::bigint + $2 - 1) g`,
+      [start, evaluations],
+    );
     const ms = Number(process.hrtime.bigint() - t) / 1e6;
     await c.query('ROLLBACK');
     return ms;
@@ -281,16 +303,27 @@ async function measureTriggers(c: Client, packages: number, evaluations: number,
       stmt.push(await run('evaluations'));
     }
   }
-  return { evaluations, statementLevelMs: median(stmt), rowLevelMs: median(row), speedup: median(row) / median(stmt) };
+  return {
+    evaluations,
+    statementLevelMs: median(stmt),
+    rowLevelMs: median(row),
+    speedup: median(row) / median(stmt),
+  };
 }
 
-export async function runSchemaBench(options: { packages: number; quick: boolean; log: (m: string) => void }): Promise<SchemaResult> {
+export async function runSchemaBench(options: {
+  packages: number;
+  quick: boolean;
+  log: (m: string) => void;
+}): Promise<SchemaResult> {
   const evaluatedShare = 0.2;
   await ensureSchemaDatabase(options.packages, evaluatedShare, options.log);
   return withClient(SCHEMA_DATABASE, async (c) => {
     // Earlier runs' rolled-back inserts and updates cleared visibility-map bits; without
     // this VACUUM the "index-only" scan would fetch heap pages it normally would not.
-    await c.query('VACUUM (ANALYZE) packages, packages_bare, evaluations, evaluations_rowtrig, analysis_queue');
+    await c.query(
+      'VACUUM (ANALYZE) packages, packages_bare, evaluations, evaluations_rowtrig, analysis_queue',
+    );
     options.log('schema: lookups (status columns vs join)');
     const lookup = await measureLookups(c, options.packages, options.quick ? 200 : 1000);
     options.log('schema: flush insert with vs without status columns');

@@ -22,7 +22,12 @@ export async function check(apiUrl: string, packages: PackageRef[]): Promise<Che
  * Deterministic check bodies with heavy repetition across requests (30 % from a hot head
  * of 200 packages) and one duplicate inside every request.
  */
-export function generateRequests(opts: { requests: number; perRequest: number; distinct: number; namespace: string }) {
+export function generateRequests(opts: {
+  requests: number;
+  perRequest: number;
+  distinct: number;
+  namespace: string;
+}) {
   let seed = 42;
   const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
   const requests: PackageRef[][] = [];
@@ -44,7 +49,11 @@ export function generateRequests(opts: { requests: number; perRequest: number; d
  * Sends every request from `clients` concurrent clients; checks each answer keeps the
  * request's order and marks every package known or pending. Returns the packages answered.
  */
-export async function sendConcurrently(apiUrl: string, requests: PackageRef[][], clients: number): Promise<number> {
+export async function sendConcurrently(
+  apiUrl: string,
+  requests: PackageRef[][],
+  clients: number,
+): Promise<number> {
   let next = 0;
   let answered = 0;
   await Promise.all(
@@ -53,9 +62,11 @@ export async function sendConcurrently(apiUrl: string, requests: PackageRef[][],
         const body = requests[next++] as PackageRef[];
         const results = await check(apiUrl, body);
         const order = results.map((r) => packageKey(r)).join();
-        if (order !== body.map((p) => packageKey(p)).join()) throw new Error('answer is not in request order');
+        if (order !== body.map((p) => packageKey(p)).join())
+          throw new Error('answer is not in request order');
         const lost = results.filter((r) => !r.known && !r.pending);
-        if (lost.length > 0) throw new Error(`answered neither known nor pending: ${packageKey(lost[0] as PackageRef)}`);
+        if (lost.length > 0)
+          throw new Error(`answered neither known nor pending: ${packageKey(lost[0] as PackageRef)}`);
         answered += results.length;
       }
     }),
@@ -73,7 +84,9 @@ export async function storedState(pool: Pool) {
   const stored = await pool.query<{ name: string; version_code: string; signature: string }>(
     'SELECT name, version_code, signature FROM packages',
   );
-  const keys = stored.rows.map((r) => packageKey({ name: r.name, versionCode: Number(r.version_code), signature: r.signature }));
+  const keys = stored.rows.map((r) =>
+    packageKey({ name: r.name, versionCode: Number(r.version_code), signature: r.signature }),
+  );
   const queue = await pool.query<{ queued: string; distinct_packages: string; orphans: string }>(
     `SELECT count(*) AS queued, count(DISTINCT q.package_id) AS distinct_packages,
             count(*) FILTER (WHERE p.id IS NULL) AS orphans

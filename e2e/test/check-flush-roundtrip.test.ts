@@ -17,19 +17,28 @@ afterAll(async () => {
 
 async function bufferDepth(): Promise<number> {
   let depth = 0;
-  for (let p = 0; p < ctx.config.bufferPartitions; p++) depth += await ctx.redis.zcard(ctx.keys.partition(p).pending);
+  for (let p = 0; p < ctx.config.bufferPartitions; p++)
+    depth += await ctx.redis.zcard(ctx.keys.partition(p).pending);
   return depth;
 }
 
 test('52,000 checks from concurrent clients end as exactly the distinct set in PostgreSQL, each queued once', async () => {
-  const { requests, distinct } = generateRequests({ requests: 520, perRequest: 100, distinct: 15_000, namespace: 'e2e' });
+  const { requests, distinct } = generateRequests({
+    requests: 520,
+    perRequest: 100,
+    distinct: 15_000,
+    namespace: 'e2e',
+  });
   expect(await sendConcurrently(api.url, requests, 8)).toBe(52_000);
 
-  await waitFor(async () => (await countPackages(ctx.db.pool)) === distinct.size && (await bufferDepth()) === 0, {
-    timeoutMs: 60000,
-    intervalMs: 200,
-    what: 'the buffer to drain',
-  });
+  await waitFor(
+    async () => (await countPackages(ctx.db.pool)) === distinct.size && (await bufferDepth()) === 0,
+    {
+      timeoutMs: 60000,
+      intervalMs: 200,
+      what: 'the buffer to drain',
+    },
+  );
 
   const state = await storedState(ctx.db.pool);
   expect(new Set(state.storedKeys).size).toBe(state.storedKeys.length);

@@ -2,7 +2,12 @@ import { useTestContext, bufferPackages, waitFor } from '@safepkg/testkit';
 import { analyseQueued, freshCase, queueTotals, startFlusherProcess, waitDrained } from './flusher-helpers';
 
 // Small batches so that a flush has several; a short lease so that the one a killed flusher leaves expires soon.
-const ctx = useTestContext({ bufferPartitions: 2, flushBatchSize: 200, flushIntervalMs: 100, lockTtlMs: 1000 });
+const ctx = useTestContext({
+  bufferPartitions: 2,
+  flushBatchSize: 200,
+  flushIntervalMs: 100,
+  lockTtlMs: 1000,
+});
 const N = 1000;
 
 /**
@@ -18,30 +23,37 @@ const cases = [
   { point: 'mid-confirm', stored: 200, pending: N - 100 },
 ] as const;
 
-test.each(cases)('killed (-9) at $point: a normal flusher finishes, nothing lost, each package queued once', async ({ point, stored, pending }) => {
-  const c = await freshCase(ctx, point.replace(/[^a-z0-9]/g, ''));
-  const keys = await bufferPackages(c.buffer, N, 'crash');
+test.each(cases)(
+  'killed (-9) at $point: a normal flusher finishes, nothing lost, each package queued once',
+  async ({ point, stored, pending }) => {
+    const c = await freshCase(ctx, point.replace(/[^a-z0-9]/g, ''));
+    const keys = await bufferPackages(c.buffer, N, 'crash');
 
-  const crashing = await startFlusherProcess(c.config, { SAFEPKG_TEST_CRASH_AT: point });
-  const exit = await crashing.exited;
-  expect(exit).toEqual({ code: null, signal: 'SIGKILL' });
-  const left = await c.state();
-  expect({ stored: left.storedKeys.length, pending: left.pending, dead: left.dead }).toEqual({ stored, pending, dead: 0 });
-  // The dead flusher's leases are still there (they expire after LOCK_TTL_MS): a tick takes every partition's at once.
-  expect(left.leases).toBe(2);
-  // An analyser takes what was queued so far; a re-flush must not queue those again.
-  const taken = await analyseQueued(ctx);
-  expect(taken).toHaveLength(stored);
+    const crashing = await startFlusherProcess(c.config, { SAFEPKG_TEST_CRASH_AT: point });
+    const exit = await crashing.exited;
+    expect(exit).toEqual({ code: null, signal: 'SIGKILL' });
+    const left = await c.state();
+    expect({ stored: left.storedKeys.length, pending: left.pending, dead: left.dead }).toEqual({
+      stored,
+      pending,
+      dead: 0,
+    });
+    // The dead flusher's leases are still there (they expire after LOCK_TTL_MS): a tick takes every partition's at once.
+    expect(left.leases).toBe(2);
+    // An analyser takes what was queued so far; a re-flush must not queue those again.
+    const taken = await analyseQueued(ctx);
+    expect(taken).toHaveLength(stored);
 
-  const normal = await startFlusherProcess(c.config);
-  try {
-    await waitDrained(c.state, N);
-    const s = await c.state();
-    expect(s.storedKeys).toEqual([...keys].sort());
-    expect(s).toMatchObject({ pending: 0, dead: 0 });
-    expect(await queueTotals(ctx, taken)).toEqual({ total: N, distinct: N, orphans: 0 });
-  } finally {
-    await normal.kill('SIGTERM');
-  }
-  await waitFor(async () => (await c.state()).leases === 0, { what: 'leases released' });
-});
+    const normal = await startFlusherProcess(c.config);
+    try {
+      await waitDrained(c.state, N);
+      const s = await c.state();
+      expect(s.storedKeys).toEqual([...keys].sort());
+      expect(s).toMatchObject({ pending: 0, dead: 0 });
+      expect(await queueTotals(ctx, taken)).toEqual({ total: N, distinct: N, orphans: 0 });
+    } finally {
+      await normal.kill('SIGTERM');
+    }
+    await waitFor(async () => (await c.state()).leases === 0, { what: 'leases released' });
+  },
+);

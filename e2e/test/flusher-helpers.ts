@@ -1,6 +1,14 @@
 import { join } from 'node:path';
 import { KeySchema, RedisBuffer, type Config } from '@safepkg/core';
-import { contextEnv, flushState, freePort, startProcess, waitFor, type ManagedProcess, type TestContext } from '@safepkg/testkit';
+import {
+  contextEnv,
+  flushState,
+  freePort,
+  startProcess,
+  waitFor,
+  type ManagedProcess,
+  type TestContext,
+} from '@safepkg/testkit';
 
 const FLUSHER_MAIN = join(__dirname, '..', '..', 'apps', 'flusher', 'dist', 'main.js');
 
@@ -8,7 +16,10 @@ const FLUSHER_MAIN = join(__dirname, '..', '..', 'apps', 'flusher', 'dist', 'mai
  * The built flusher as a child process, without waiting for /healthz: with a crash point
  * it may kill itself before its health server has answered once.
  */
-export async function startFlusherProcess(config: Config, extra: Record<string, string> = {}): Promise<ManagedProcess> {
+export async function startFlusherProcess(
+  config: Config,
+  extra: Record<string, string> = {},
+): Promise<ManagedProcess> {
   const env = contextEnv(config, { LOG_LEVEL: 'info', FLUSHER_PORT: String(await freePort()), ...extra });
   return startProcess(process.execPath, [FLUSHER_MAIN], env);
 }
@@ -29,7 +40,9 @@ export async function freshCase(ctx: TestContext, name: string, over: Partial<Co
  * what was taken and what is left must be exactly the stored set, without overlap.
  */
 export async function analyseQueued(ctx: TestContext): Promise<string[]> {
-  const { rows } = await ctx.db.pool.query<{ package_id: string }>('DELETE FROM analysis_queue RETURNING package_id');
+  const { rows } = await ctx.db.pool.query<{ package_id: string }>(
+    'DELETE FROM analysis_queue RETURNING package_id',
+  );
   return rows.map((r) => String(r.package_id));
 }
 
@@ -38,9 +51,10 @@ export async function queueTotals(ctx: TestContext, taken: readonly string[]) {
   const { rows } = await ctx.db.pool.query<{ id: string }>('SELECT package_id AS id FROM analysis_queue');
   const all = [...taken, ...rows.map((r) => String(r.id))];
   const distinct = [...new Set(all)];
-  const { rows: known } = await ctx.db.pool.query<{ n: string }>('SELECT count(*) AS n FROM packages WHERE id = ANY($1::bigint[])', [
-    distinct,
-  ]);
+  const { rows: known } = await ctx.db.pool.query<{ n: string }>(
+    'SELECT count(*) AS n FROM packages WHERE id = ANY($1::bigint[])',
+    [distinct],
+  );
   return { total: all.length, distinct: distinct.length, orphans: distinct.length - Number(known[0]?.n) };
 }
 
@@ -58,7 +72,11 @@ export function loggedFlushes(output: string): { rows: number; newRows: number }
 }
 
 /** Waits until the buffer is empty and PostgreSQL holds `expected` packages. */
-export async function waitDrained(state: () => ReturnType<typeof flushState>, expected: number, what = 'the buffer to drain'): Promise<void> {
+export async function waitDrained(
+  state: () => ReturnType<typeof flushState>,
+  expected: number,
+  what = 'the buffer to drain',
+): Promise<void> {
   await waitFor(
     async () => {
       const s = await state();

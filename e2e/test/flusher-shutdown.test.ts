@@ -2,7 +2,12 @@ import { bufferPackages, useTestContext, waitFor } from '@safepkg/testkit';
 import { freshCase, queueTotals, startFlusherProcess, waitDrained } from './flusher-helpers';
 
 // A long lease: if the lock key disappears right after exit, the flusher released it; expiry cannot explain it.
-const ctx = useTestContext({ bufferPartitions: 2, flushBatchSize: 100, flushIntervalMs: 100, lockTtlMs: 60_000 });
+const ctx = useTestContext({
+  bufferPartitions: 2,
+  flushBatchSize: 100,
+  flushIntervalMs: 100,
+  lockTtlMs: 60_000,
+});
 
 test('SIGTERM during a flush: the batch in hand is finished, the lease released, exit 0; a successor drains the rest', async () => {
   const N = 20_000;

@@ -22,7 +22,11 @@ let flusher: RunningApp;
 beforeAll(async () => {
   cluster = await startRedisCluster(3);
   client = clusterClient(cluster);
-  const env = contextEnv(ctx.config, { LOG_LEVEL: 'warn', REDIS_CLUSTER_NODES: cluster.nodesEnv, REDIS_URL: '' });
+  const env = contextEnv(ctx.config, {
+    LOG_LEVEL: 'warn',
+    REDIS_CLUSTER_NODES: cluster.nodesEnv,
+    REDIS_URL: '',
+  });
   [api, flusher] = await Promise.all([startApp('api', env), startApp('flusher', env)]);
 });
 
@@ -34,13 +38,19 @@ afterAll(async () => {
 
 async function bufferDepth(keys: KeySchema): Promise<number> {
   let depth = 0;
-  for (let p = 0; p < ctx.config.bufferPartitions; p++) depth += await client.zcard(keys.partition(p).pending);
+  for (let p = 0; p < ctx.config.bufferPartitions; p++)
+    depth += await client.zcard(keys.partition(p).pending);
   return depth;
 }
 
 test('on a 3-master Redis Cluster: partitions spread over the masters, and the round trip loses nothing', async () => {
   const keys = new KeySchema(ctx.config.keyPrefix);
-  const { requests, distinct } = generateRequests({ requests: 200, perRequest: 100, distinct: 8_000, namespace: 'cluster' });
+  const { requests, distinct } = generateRequests({
+    requests: 200,
+    perRequest: 100,
+    distinct: 8_000,
+    namespace: 'cluster',
+  });
 
   expect(await sendConcurrently(api.url, requests, 6)).toBe(20_000);
 
@@ -55,11 +65,14 @@ test('on a 3-master Redis Cluster: partitions spread over the masters, and the r
   }
   expect(owners.size).toBe(3);
 
-  await waitFor(async () => (await countPackages(ctx.db.pool)) === distinct.size && (await bufferDepth(keys)) === 0, {
-    timeoutMs: 60000,
-    intervalMs: 200,
-    what: 'the buffer to drain',
-  });
+  await waitFor(
+    async () => (await countPackages(ctx.db.pool)) === distinct.size && (await bufferDepth(keys)) === 0,
+    {
+      timeoutMs: 60000,
+      intervalMs: 200,
+      what: 'the buffer to drain',
+    },
+  );
   const state = await storedState(ctx.db.pool);
   expect(state.storedKeys.sort()).toEqual([...distinct.keys()].sort());
   expect(state).toMatchObject({ queued: distinct.size, queuedDistinct: distinct.size, orphans: 0 });
@@ -86,7 +99,12 @@ test('resharding a master away while entries are buffered moves them with their 
   const keys = new KeySchema(ctx.config.keyPrefix);
 
   await flusher.kill('SIGTERM');
-  const { requests, distinct } = generateRequests({ requests: 50, perRequest: 100, distinct: 3_000, namespace: 'reshard' });
+  const { requests, distinct } = generateRequests({
+    requests: 50,
+    perRequest: 100,
+    distinct: 3_000,
+    namespace: 'reshard',
+  });
   await sendConcurrently(api.url, requests, 4);
   const before = await bufferDepth(keys);
   expect(before).toBe(distinct.size);
@@ -94,14 +112,25 @@ test('resharding a master away while entries are buffered moves them with their 
   // Move every slot of the first master to the second (keys go with them, by MIGRATE).
   const [from, to] = cluster.servers;
   if (!from || !to) throw new Error('cluster has fewer than 2 masters');
-  const id = async (port: number) => (await run('redis-cli', ['-p', String(port), 'cluster', 'myid'])).stdout.trim();
+  const id = async (port: number) =>
+    (await run('redis-cli', ['-p', String(port), 'cluster', 'myid'])).stdout.trim();
   const slotsOfFrom = (await client.cluster('SLOTS'))
     .filter((r) => r[2]?.[1] === from.port)
     .reduce((n, [a, b]) => n + (b - a + 1), 0);
   await run(
     'redis-cli',
-    ['--cluster', 'reshard', `127.0.0.1:${from.port}`, '--cluster-from', await id(from.port), '--cluster-to', await id(to.port),
-      '--cluster-slots', String(slotsOfFrom), '--cluster-yes'],
+    [
+      '--cluster',
+      'reshard',
+      `127.0.0.1:${from.port}`,
+      '--cluster-from',
+      await id(from.port),
+      '--cluster-to',
+      await id(to.port),
+      '--cluster-slots',
+      String(slotsOfFrom),
+      '--cluster-yes',
+    ],
     { timeout: 60000 },
   );
   await waitFor(async () => (await client.cluster('SLOTS')).every((r) => r[2]?.[1] !== from.port), {
@@ -109,8 +138,14 @@ test('resharding a master away while entries are buffered moves them with their 
   });
   expect(await bufferDepth(keys)).toBe(before);
 
-  flusher = await startApp('flusher', contextEnv(ctx.config, { LOG_LEVEL: 'warn', REDIS_CLUSTER_NODES: cluster.nodesEnv, REDIS_URL: '' }));
-  await waitFor(async () => (await bufferDepth(keys)) === 0, { timeoutMs: 60000, what: 'the buffer to drain after resharding' });
+  flusher = await startApp(
+    'flusher',
+    contextEnv(ctx.config, { LOG_LEVEL: 'warn', REDIS_CLUSTER_NODES: cluster.nodesEnv, REDIS_URL: '' }),
+  );
+  await waitFor(async () => (await bufferDepth(keys)) === 0, {
+    timeoutMs: 60000,
+    what: 'the buffer to drain after resharding',
+  });
   const state = await storedState(ctx.db.pool);
   const stored = new Set(state.storedKeys);
   expect([...distinct.keys()].filter((k) => !stored.has(k))).toEqual([]);

@@ -9,7 +9,11 @@ let flusher: RunningApp;
 
 beforeAll(async () => {
   const env = contextEnv(ctx.config, { LOG_LEVEL: 'warn' });
-  [podA, podB, flusher] = await Promise.all([startApp('api', env), startApp('api', env), startApp('flusher', env)]);
+  [podA, podB, flusher] = await Promise.all([
+    startApp('api', env),
+    startApp('api', env),
+    startApp('flusher', env),
+  ]);
 });
 afterAll(async () => {
   await Promise.all([podA?.kill('SIGTERM'), podB?.kill('SIGTERM'), flusher?.kill('SIGTERM')]);
@@ -39,11 +43,19 @@ test('verdicts posted through pod B are answered by pod A at once, for 1,000 cac
   const refs = pkgs(0, 1000, 'pods');
   await check(podA, refs);
   // Once flushed, pod A caches them all as known and unknown.
-  await waitFor(async () => (await check(podA, refs)).every((r) => r.known), { timeoutMs: 30000, what: 'the flush' });
+  await waitFor(async () => (await check(podA, refs)).every((r) => r.known), {
+    timeoutMs: 30000,
+    what: 'the flush',
+  });
   const cached = await ctx.redis.mget(...refs.map((r) => ctx.keys.cache(packageKey(r))));
   expect(cached.every((c) => c !== null && JSON.parse(c).rev === 0)).toBe(true);
 
-  const manual = refs.map((r, i) => ({ ...r, verdict: i % 3 === 0 ? 'malicious' : 'safe', source: 'manual', threatIndex: (i % 10) / 10 }));
+  const manual = refs.map((r, i) => ({
+    ...r,
+    verdict: i % 3 === 0 ? 'malicious' : 'safe',
+    source: 'manual',
+    threatIndex: (i % 10) / 10,
+  }));
   expect(await post(podB, '/v1/admin/evaluations', { evaluations: manual })).toEqual({ accepted: 1000 });
 
   const afterManual = await check(podA, refs);
@@ -75,7 +87,10 @@ test('the analyst CLI claims new packages and submits verdicts from a JSON file'
 
   const fresh = pkgs(5000, 3, 'cli');
   await check(podA, fresh);
-  await waitFor(async () => (await check(podA, fresh)).every((r) => r.known), { timeoutMs: 30000, what: 'the flush' });
+  await waitFor(async () => (await check(podA, fresh)).every((r) => r.known), {
+    timeoutMs: 30000,
+    what: 'the flush',
+  });
 
   const claimed = await run(['claim', '--limit', '1000']);
   expect(claimed.code).toBe(0);
@@ -84,7 +99,10 @@ test('the analyst CLI claims new packages and submits verdicts from a JSON file'
   expect(mine.map((p) => packageKey(p)).sort()).toEqual(fresh.map((p) => packageKey(p)).sort());
 
   const file = join(mkdtempSync(join(tmpdir(), 'analyst-')), 'verdicts.json');
-  writeFileSync(file, JSON.stringify(mine.map((p) => ({ ...p, verdict: 'malicious', source: 'manual', threatIndex: 0.75 }))));
+  writeFileSync(
+    file,
+    JSON.stringify(mine.map((p) => ({ ...p, verdict: 'malicious', source: 'manual', threatIndex: 0.75 }))),
+  );
   const submitted = await run(['submit', file]);
   expect(submitted).toMatchObject({ code: 0 });
   expect(JSON.parse(submitted.stdout)).toEqual({ accepted: 3 });

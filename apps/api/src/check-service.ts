@@ -62,7 +62,17 @@ function fromStatus(ref: PackageRef, s: CachedStatus): PackageResult {
 }
 
 function unknownResult(ref: PackageRef, pending: boolean): PackageResult {
-  return { name: ref.name, versionCode: ref.versionCode, signature: ref.signature, status: 'unknown', threatIndex: null, source: null, known: false, pending, firstSeenAt: null };
+  return {
+    name: ref.name,
+    versionCode: ref.versionCode,
+    signature: ref.signature,
+    status: 'unknown',
+    threatIndex: null,
+    source: null,
+    known: false,
+    pending,
+    firstSeenAt: null,
+  };
 }
 
 /**
@@ -175,10 +185,13 @@ export class CheckService {
       [pending] = await this.deps.buffer.isPending([key]);
     } catch (err) {
       this.degrade('redis', err);
-      throw new UnavailableError('Redis is not answering: whether the package is pending is unknown', { cause: err });
+      throw new UnavailableError('Redis is not answering: whether the package is pending is unknown', {
+        cause: err,
+      });
     }
     if (pending) return { result: unknownResult(ref, true), degraded: !postgresUp };
-    if (!postgresUp) throw new UnavailableError('PostgreSQL is not answering: whether the package is stored is unknown');
+    if (!postgresUp)
+      throw new UnavailableError('PostgreSQL is not answering: whether the package is stored is unknown');
     return null;
   }
 

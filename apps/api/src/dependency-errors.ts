@@ -1,11 +1,23 @@
-import { isPostgresDataError, pingRedis, SafepkgError, UnavailableError, ValidationError, type RedisClient } from '@safepkg/core';
+import {
+  isPostgresDataError,
+  pingRedis,
+  SafepkgError,
+  UnavailableError,
+  ValidationError,
+  type RedisClient,
+} from '@safepkg/core';
 
 /**
  * A fault of our own code (or of data it cannot read), not of the dependency: it stays a 500
  * so that it is seen and fixed, rather than hidden behind an endless 503/retry loop.
  */
 function isProgrammingError(err: unknown): boolean {
-  return err instanceof TypeError || err instanceof SyntaxError || err instanceof RangeError || err instanceof ReferenceError;
+  return (
+    err instanceof TypeError ||
+    err instanceof SyntaxError ||
+    err instanceof RangeError ||
+    err instanceof ReferenceError
+  );
 }
 
 /**

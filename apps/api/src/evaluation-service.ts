@@ -26,7 +26,11 @@ export class EvaluationService {
   }
 
   async record(evaluations: readonly EvaluationInput[], actor: string): Promise<number> {
-    const updated = await needPostgresWrite('could not record evaluations', 'evaluations', this.store.record(evaluations, actor));
+    const updated = await needPostgresWrite(
+      'could not record evaluations',
+      'evaluations',
+      this.store.record(evaluations, actor),
+    );
     const entries = updated.map((p) => ({ key: packageKey(p), status: statusOf(p) }));
     // The verdicts are committed; the cache must not keep serving the old ones. A retry of
     // the whole request is safe (history gains a duplicate row, status stays the same).
@@ -37,9 +41,12 @@ export class EvaluationService {
       } catch (err) {
         if (attempt >= 3) {
           this.logger.error({ err }, 'evaluations committed but cache write-through failed');
-          throw new UnavailableError('evaluations stored, but caches could not be updated; retry the request', {
-            cause: err,
-          });
+          throw new UnavailableError(
+            'evaluations stored, but caches could not be updated; retry the request',
+            {
+              cause: err,
+            },
+          );
         }
         await new Promise((r) => setTimeout(r, 50 * attempt));
       }

@@ -38,7 +38,10 @@ async function main(): Promise<void> {
 
   let queue: Queue | undefined;
   const requestFlush = async () => {
-    queue ??= new Queue(FLUSH_QUEUE_NAME, { connection: redis, prefix: new KeySchema(config.keyPrefix).queuePrefix() });
+    queue ??= new Queue(FLUSH_QUEUE_NAME, {
+      connection: redis,
+      prefix: new KeySchema(config.keyPrefix).queuePrefix(),
+    });
     await queue.add('flush', { reason: 'admin' }, { removeOnComplete: true, removeOnFail: 100 });
   };
 
@@ -85,7 +88,12 @@ async function main(): Promise<void> {
  * during an outage of one of them must come up and serve; it refuses to start only when
  * neither answers, with the message naming them.
  */
-async function assertOneReachable(config: Config, pool: Pool, redis: RedisClient, logger: Logger): Promise<void> {
+async function assertOneReachable(
+  config: Config,
+  pool: Pool,
+  redis: RedisClient,
+  logger: Logger,
+): Promise<void> {
   const [postgres, redisUp] = await Promise.allSettled([
     pingPostgres(pool, 5000),
     waitUntilReady(redis, 5000).then(() => pingRedis(redis, 5000)),
@@ -93,8 +101,13 @@ async function assertOneReachable(config: Config, pool: Pool, redis: RedisClient
   if (postgres.status === 'rejected' && redisUp.status === 'rejected') {
     await assertReachable(config, pool, redis);
   }
-  if (postgres.status === 'rejected') logger.warn({ err: (postgres.reason as Error).message }, 'PostgreSQL is not answering; starting degraded');
-  if (redisUp.status === 'rejected') logger.warn({ err: (redisUp.reason as Error).message }, 'Redis is not answering; starting degraded');
+  if (postgres.status === 'rejected')
+    logger.warn(
+      { err: (postgres.reason as Error).message },
+      'PostgreSQL is not answering; starting degraded',
+    );
+  if (redisUp.status === 'rejected')
+    logger.warn({ err: (redisUp.reason as Error).message }, 'Redis is not answering; starting degraded');
 }
 
 main().catch((err: unknown) => {

@@ -15,7 +15,12 @@ export interface RateLimitOptions {
 }
 
 /** A limiter shared by every pod through Redis, with an in-process stand-in of the same size while Redis is down. */
-function sharedLimiter(redis: RedisClient, keyPrefix: string, points: number, windowS: number): RateLimiterRedis {
+function sharedLimiter(
+  redis: RedisClient,
+  keyPrefix: string,
+  points: number,
+  windowS: number,
+): RateLimiterRedis {
   return new RateLimiterRedis({
     storeClient: redis,
     keyPrefix,

@@ -46,7 +46,10 @@ export const evaluationsBodySchema = z.strictObject({
           .number({ error: 'must be a number' })
           .min(0, 'must be >= 0')
           .max(1, 'must be <= 1')
-          .refine((v) => v === 0 || v >= MIN_NORMAL_FLOAT4, `must be 0 or >= ${MIN_NORMAL_FLOAT4} (PostgreSQL real)`),
+          .refine(
+            (v) => v === 0 || v >= MIN_NORMAL_FLOAT4,
+            `must be 0 or >= ${MIN_NORMAL_FLOAT4} (PostgreSQL real)`,
+          ),
       }),
       { error: 'must be an array of evaluations' },
     )
@@ -55,10 +58,12 @@ export const evaluationsBodySchema = z.strictObject({
 });
 
 export const claimBodySchema = z.strictObject({
-  limit: z.number({ error: 'must be an integer' }).int('must be an integer').min(1, 'must be >= 1').max(1000, 'must be <= 1000'),
+  limit: z
+    .number({ error: 'must be an integer' })
+    .int('must be an integer')
+    .min(1, 'must be >= 1')
+    .max(1000, 'must be <= 1000'),
 });
 
 /** Who recorded an evaluation (optional header), kept in evaluations.created_by. */
-export const actorSchema = z
-  .string()
-  .regex(/^[A-Za-z0-9._@-]{1,64}$/, 'must be 1-64 of A-Z a-z 0-9 . _ @ -');
+export const actorSchema = z.string().regex(/^[A-Za-z0-9._@-]{1,64}$/, 'must be 1-64 of A-Z a-z 0-9 . _ @ -');

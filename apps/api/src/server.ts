@@ -13,7 +13,12 @@ export interface ServerTimeouts {
 }
 
 export function defaultServerTimeouts(): ServerTimeouts {
-  return { headersTimeoutMs: 10_000, requestTimeoutMs: 30_000, keepAliveTimeoutMs: 5_000, checkIntervalMs: 1_000 };
+  return {
+    headersTimeoutMs: 10_000,
+    requestTimeoutMs: 30_000,
+    keepAliveTimeoutMs: 5_000,
+    checkIntervalMs: 1_000,
+  };
 }
 
 /** The HTTP server for the app, with every timeout set deliberately so slow clients cannot hold connections. */

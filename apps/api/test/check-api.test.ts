@@ -15,7 +15,8 @@ interface ErrorBody {
 
 async function bufferDepth(): Promise<number> {
   let n = 0;
-  for (let p = 0; p < ctx.config.bufferPartitions; p++) n += await ctx.redis.zcard(ctx.keys.partition(p).pending);
+  for (let p = 0; p < ctx.config.bufferPartitions; p++)
+    n += await ctx.redis.zcard(ctx.keys.partition(p).pending);
   return n;
 }
 
@@ -98,7 +99,9 @@ test('malformed JSON is a 400, a wrong content type a 415, a body over 1 MB a 41
   expect(wrongType.status).toBe(415);
   expect(((await wrongType.json()) as ErrorBody).error.code).toBe('unsupported_media_type');
 
-  const huge = await server.request('POST', '/v1/packages/check', { packages: [{ name: 'x'.repeat(1_100_000) }] });
+  const huge = await server.request('POST', '/v1/packages/check', {
+    packages: [{ name: 'x'.repeat(1_100_000) }],
+  });
   expect(huge.status).toBe(413);
   expect((huge.body as ErrorBody).error.code).toBe('payload_too_large');
 });
@@ -114,7 +117,10 @@ test('GET of one package: 404 when never seen, the pending state once checked, 4
 
   await server.request('POST', '/v1/packages/check', { packages: [p] });
   const pending = await server.request('GET', path);
-  expect(pending).toMatchObject({ status: 200, body: { name: p.name, known: false, pending: true, degraded: false } });
+  expect(pending).toMatchObject({
+    status: 200,
+    body: { name: p.name, known: false, pending: true, degraded: false },
+  });
 
   const bad = await server.request('GET', `/v1/packages/nodot/x/${p.signature}`);
   expect(bad.status).toBe(400);
@@ -124,12 +130,16 @@ test('GET of one package: 404 when never seen, the pending state once checked, 4
 test('a package found in PostgreSQL is answered known and cached with rev 0; unknown ones are never cached', async () => {
   const [known, unknown] = pkgs(0, 2, 'cache');
   const { PackageStore } = await import('@safepkg/core');
-  await new PackageStore(ctx.db.pool).insertBatch([{ ref: known!, firstSeenAt: new Date('2026-01-02T03:04:05Z') }]);
+  await new PackageStore(ctx.db.pool).insertBatch([
+    { ref: known!, firstSeenAt: new Date('2026-01-02T03:04:05Z') },
+  ]);
   const res = await server.request('POST', '/v1/packages/check', { packages: [known, unknown] });
   const results = (res.body as { results: Record<string, unknown>[] }).results;
   expect(results[0]).toMatchObject({ known: true, pending: false, firstSeenAt: '2026-01-02T03:04:05.000Z' });
   expect(results[1]).toMatchObject({ known: false, pending: true });
-  expect(JSON.parse((await ctx.redis.get(ctx.keys.cache(packageKey(known!)))) as string)).toMatchObject({ rev: 0 });
+  expect(JSON.parse((await ctx.redis.get(ctx.keys.cache(packageKey(known!)))) as string)).toMatchObject({
+    rev: 0,
+  });
   expect(await ctx.redis.get(ctx.keys.cache(packageKey(unknown!)))).toBeNull();
 });
 
@@ -138,7 +148,10 @@ test('unknown routes get the error envelope with 404; health, readiness and metr
   expect(res.status).toBe(404);
   expect((res.body as ErrorBody).error.code).toBe('not_found');
   expect((await server.request('GET', '/healthz')).status).toBe(200);
-  expect(await server.request('GET', '/readyz')).toMatchObject({ status: 200, body: { checks: { postgres: true, redis: true } } });
+  expect(await server.request('GET', '/readyz')).toMatchObject({
+    status: 200,
+    body: { checks: { postgres: true, redis: true } },
+  });
   const metrics = await server.request('GET', '/metrics');
   expect(metrics.body).toEqual(expect.stringContaining('safepkg_checked_packages_total'));
 });

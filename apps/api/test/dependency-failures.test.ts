@@ -16,11 +16,21 @@ beforeAll(async () => {
   const closed = await freePort();
   deadPool = new Pool({ connectionString: `postgres://postgres@127.0.0.1:${closed}/none` });
   deadPool.on('error', () => undefined);
-  deadRedis = new Redis({ port: closed, lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  deadRedis = new Redis({
+    port: closed,
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+  });
   server = await serveApp(ctx);
   pgDown = await serveApp(ctx, {}, { pool: deadPool });
   // Scheduling a flush goes through Redis (BullMQ in main.ts); a PING on the dead client stands in for it.
-  redisDown = await serveApp(ctx, {}, { redis: deadRedis, requestFlush: () => deadRedis.ping().then(() => undefined) });
+  redisDown = await serveApp(
+    ctx,
+    {},
+    { redis: deadRedis, requestFlush: () => deadRedis.ping().then(() => undefined) },
+  );
 });
 afterAll(async () => {
   await Promise.all([server.close(), pgDown.close(), redisDown.close()]);
@@ -37,7 +47,8 @@ function expectUnavailable(res: Res): void {
   expect(JSON.stringify(res.body)).not.toMatch(/ECONNREFUSED|127\.0\.0\.1|stream|writeable|at \//i);
 }
 
-const url = (p: { name: string; versionCode: number; signature: string }) => `/v1/packages/${p.name}/${p.versionCode}/${p.signature}`;
+const url = (p: { name: string; versionCode: number; signature: string }) =>
+  `/v1/packages/${p.name}/${p.versionCode}/${p.signature}`;
 
 describe('GET one package answers 404 only when both PostgreSQL and Redis answered', () => {
   test('PostgreSQL down: a package not pending is unknown (503), a pending one is answered degraded', async () => {
@@ -45,16 +56,18 @@ describe('GET one package answers 404 only when both PostgreSQL and Redis answer
     expectUnavailable(await pgDown.request('GET', url(never!)));
     expect((await server.request('POST', '/v1/packages/check', { packages: [pending] })).status).toBe(200);
     const res = await pgDown.request('GET', url(pending!));
-    expect([res.status, res.body]).toEqual([200, expect.objectContaining({ pending: true, known: false, degraded: true })]);
+    expect([res.status, res.body]).toEqual([
+      200,
+      expect.objectContaining({ pending: true, known: false, degraded: true }),
+    ]);
   });
 
   test('Redis down: a stored package is answered degraded, one with no row is unknown (503: it may be pending)', async () => {
     const [stored, absent] = pkgs(0, 2, 'getredisdown');
-    await ctx.db.pool.query('INSERT INTO packages (name, version_code, signature, first_seen_at) VALUES ($1, $2, $3, now())', [
-      stored!.name,
-      stored!.versionCode,
-      stored!.signature,
-    ]);
+    await ctx.db.pool.query(
+      'INSERT INTO packages (name, version_code, signature, first_seen_at) VALUES ($1, $2, $3, now())',
+      [stored!.name, stored!.versionCode, stored!.signature],
+    );
     const res = await redisDown.request('GET', url(stored!));
     expect([res.status, res.body]).toEqual([200, expect.objectContaining({ known: true, degraded: true })]);
     expectUnavailable(await redisDown.request('GET', url(absent!)));
@@ -63,7 +76,10 @@ describe('GET one package answers 404 only when both PostgreSQL and Redis answer
   test('both answered and neither knows it: 404; the pending check failing in Redis: 503, not 500', async () => {
     const [absent] = pkgs(0, 1, 'getboth');
     const notFound = await server.request('GET', url(absent!));
-    expect([notFound.status, notFound.body]).toEqual([404, expect.objectContaining({ error: expect.objectContaining({ code: 'not_found' }) })]);
+    expect([notFound.status, notFound.body]).toEqual([
+      404,
+      expect.objectContaining({ error: expect.objectContaining({ code: 'not_found' }) }),
+    ]);
     // The partition's pending zset replaced by a string: the cache read succeeds, ZSCORE fails (WRONGTYPE).
     const pendingKey = ctx.keys.partition(0).pending;
     const saved = await ctx.redis.dumpBuffer(pendingKey);

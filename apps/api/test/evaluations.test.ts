@@ -24,7 +24,11 @@ afterAll(() => server.close());
 test('admin routes need the bearer token; a wrong or missing one gets 401 and changes nothing', async () => {
   const [p] = pkgs(0, 1, 'auth');
   const body = { evaluations: [{ ...p, verdict: 'malicious', source: 'manual', threatIndex: 1 }] };
-  const attempts: Record<string, string>[] = [{}, { authorization: 'Bearer wrong-token-000000000000' }, { authorization: TOKEN }];
+  const attempts: Record<string, string>[] = [
+    {},
+    { authorization: 'Bearer wrong-token-000000000000' },
+    { authorization: TOKEN },
+  ];
   for (const headers of attempts) {
     const res = await server.request('POST', '/v1/admin/evaluations', body, headers);
     expect(res.status).toBe(401);
@@ -39,7 +43,9 @@ test('without ADMIN_TOKEN the admin API is disabled, not open', async () => {
   try {
     const res = await open.request('POST', '/v1/admin/analysis/claim', { limit: 1 }, auth);
     expect(res.status).toBe(404);
-    expect(res.body).toMatchObject({ error: { code: 'not_found', message: expect.stringContaining('ADMIN_TOKEN') } });
+    expect(res.body).toMatchObject({
+      error: { code: 'not_found', message: expect.stringContaining('ADMIN_TOKEN') },
+    });
   } finally {
     await open.close();
   }
@@ -51,13 +57,22 @@ test('evaluations are validated like checks: every bad field listed, nothing sto
     '/v1/admin/evaluations',
     {
       evaluations: [
-        { name: 'nodot', versionCode: 1, signature: 'a'.repeat(64), verdict: 'evil', source: 'manual', threatIndex: 2 },
+        {
+          name: 'nodot',
+          versionCode: 1,
+          signature: 'a'.repeat(64),
+          verdict: 'evil',
+          source: 'manual',
+          threatIndex: 2,
+        },
       ],
     },
     auth,
   );
   expect(res.status).toBe(400);
-  const paths = (res.body as { error: { details: { path: string }[] } }).error.details.map((d) => d.path).sort();
+  const paths = (res.body as { error: { details: { path: string }[] } }).error.details
+    .map((d) => d.path)
+    .sort();
   expect(paths).toEqual(['evaluations[0].name', 'evaluations[0].threatIndex', 'evaluations[0].verdict']);
   expect((await ctx.db.pool.query('SELECT 1 FROM evaluations')).rowCount).toBe(0);
 });
@@ -77,15 +92,27 @@ test('a verdict posted after a check is answered by the next check; claims hand 
   expect(claimed).toHaveLength(5);
   expect(claimed.every((c) => c.attempts === 1 && refs.some((r) => r.name === c.name))).toBe(true);
 
-  const verdicts = refs.map((r, i) => ({ ...r, verdict: i % 2 ? 'malicious' : 'safe', source: 'manual', threatIndex: i / 20 }));
-  const posted = await server.request('POST', '/v1/admin/evaluations', { evaluations: verdicts }, { ...auth, 'x-actor': 'alice' });
+  const verdicts = refs.map((r, i) => ({
+    ...r,
+    verdict: i % 2 ? 'malicious' : 'safe',
+    source: 'manual',
+    threatIndex: i / 20,
+  }));
+  const posted = await server.request(
+    'POST',
+    '/v1/admin/evaluations',
+    { evaluations: verdicts },
+    { ...auth, 'x-actor': 'alice' },
+  );
   expect(posted).toMatchObject({ status: 200, body: { accepted: 20 } });
 
   const second = await server.request('POST', '/v1/packages/check', { packages: refs });
-  expect((second.body as { results: Result[] }).results.map((r) => [r.status, r.source, r.threatIndex])).toEqual(
-    verdicts.map((v) => [v.verdict, 'manual', v.threatIndex]),
+  expect(
+    (second.body as { results: Result[] }).results.map((r) => [r.status, r.source, r.threatIndex]),
+  ).toEqual(verdicts.map((v) => [v.verdict, 'manual', v.threatIndex]));
+  const actors = await ctx.db.pool.query<{ created_by: string }>(
+    'SELECT DISTINCT created_by FROM evaluations',
   );
-  const actors = await ctx.db.pool.query<{ created_by: string }>('SELECT DISTINCT created_by FROM evaluations');
   expect(actors.rows).toEqual([{ created_by: 'alice' }]);
 });
 
@@ -99,14 +126,18 @@ test('a slow reader cannot put an older verdict back into the cache', async () =
   let readerPaused!: () => void;
   const paused = new Promise<void>((r) => (readerPaused = r));
   const gate = new Promise<void>((r) => (releaseReader = r));
-  const slow = await serveApp(ctx, {}, {
-    checkHooks: {
-      afterLookup: async () => {
-        readerPaused();
-        await gate;
+  const slow = await serveApp(
+    ctx,
+    {},
+    {
+      checkHooks: {
+        afterLookup: async () => {
+          readerPaused();
+          await gate;
+        },
       },
     },
-  });
+  );
   try {
     const reading = slow.request('POST', '/v1/packages/check', { packages: [ref] });
     await paused;
@@ -125,7 +156,11 @@ test('a slow reader cannot put an older verdict back into the cache', async () =
     const cached = await ctx.redis.get(ctx.keys.cache(packageKey(ref)));
     expect(JSON.parse(cached as string)).toMatchObject({ rev: 1, v: 'malicious' });
     const after = await server.request('POST', '/v1/packages/check', { packages: [ref] });
-    expect((after.body as { results: Result[] }).results[0]).toMatchObject({ status: 'malicious', source: 'manual', known: true });
+    expect((after.body as { results: Result[] }).results[0]).toMatchObject({
+      status: 'malicious',
+      source: 'manual',
+      known: true,
+    });
   } finally {
     await slow.close();
   }
@@ -134,13 +169,20 @@ test('a slow reader cannot put an older verdict back into the cache', async () =
 describe('threat index values PostgreSQL cannot store', () => {
   test('a threatIndex between 0 and the smallest normal real is refused with 400 naming the field; 0 and that real are stored', async () => {
     const [tiny, zero, smallest] = pkgs(0, 3, 'tinyti');
-    const one = (p: typeof tiny, threatIndex: number) => ({ evaluations: [{ ...p, verdict: 'safe', source: 'model', threatIndex }] });
+    const one = (p: typeof tiny, threatIndex: number) => ({
+      evaluations: [{ ...p, verdict: 'safe', source: 'model', threatIndex }],
+    });
     const refused = await server.request('POST', '/v1/admin/evaluations', one(tiny, 1e-50), auth);
     expect(refused.status).toBe(400);
     expect(refused.headers.get('retry-after')).toBeNull();
-    expect(refused.body).toMatchObject({ error: { code: 'invalid_request', details: [{ path: 'evaluations[0].threatIndex' }] } });
+    expect(refused.body).toMatchObject({
+      error: { code: 'invalid_request', details: [{ path: 'evaluations[0].threatIndex' }] },
+    });
     expect((await server.request('POST', '/v1/admin/evaluations', one(zero, 0), auth)).status).toBe(200);
-    expect((await server.request('POST', '/v1/admin/evaluations', one(smallest, 1.1754943508222875e-38), auth)).status).toBe(200);
+    expect(
+      (await server.request('POST', '/v1/admin/evaluations', one(smallest, 1.1754943508222875e-38), auth))
+        .status,
+    ).toBe(200);
     const { rows } = await ctx.db.pool.query<{ name: string; threat_index: number }>(
       'SELECT name, threat_index FROM packages WHERE name = ANY($1) ORDER BY name',
       [[tiny!.name, zero!.name, smallest!.name]],
@@ -151,21 +193,40 @@ describe('threat index values PostgreSQL cannot store', () => {
   test('a value PostgreSQL refuses on the evaluation path is a 400 invalid_request, not a 503 to retry forever', async () => {
     // The schema no longer lets such a value through, so the service is called directly with
     // the value the review found (real refuses 1e-50 with SQLSTATE 22003).
-    const service = new EvaluationService(ctx.db.pool, new ResultCache(ctx.redis, ctx.keys, 60), createLogger({ logLevel: 'silent' }, 'test'));
-    const [p] = pkgs(0, 1, 'pgrefuses');
-    const err = await service.record([{ ...p!, verdict: 'safe', source: 'model', threatIndex: 1e-50 }], 'test').then(
-      () => null,
-      (e: unknown) => e,
+    const service = new EvaluationService(
+      ctx.db.pool,
+      new ResultCache(ctx.redis, ctx.keys, 60),
+      createLogger({ logLevel: 'silent' }, 'test'),
     );
-    expect(err).toMatchObject({ code: 'invalid_request', details: [{ path: 'evaluations', message: expect.stringContaining('22003') }] });
+    const [p] = pkgs(0, 1, 'pgrefuses');
+    const err = await service
+      .record([{ ...p!, verdict: 'safe', source: 'model', threatIndex: 1e-50 }], 'test')
+      .then(
+        () => null,
+        (e: unknown) => e,
+      );
+    expect(err).toMatchObject({
+      code: 'invalid_request',
+      details: [{ path: 'evaluations', message: expect.stringContaining('22003') }],
+    });
 
     // And over HTTP: a constraint of this test's own database refuses one actor (SQLSTATE 23514).
-    await ctx.db.pool.query("ALTER TABLE evaluations ADD CONSTRAINT test_refused_actor CHECK (created_by <> 'refused-actor')");
+    await ctx.db.pool.query(
+      "ALTER TABLE evaluations ADD CONSTRAINT test_refused_actor CHECK (created_by <> 'refused-actor')",
+    );
     try {
       const body = { evaluations: [{ ...p, verdict: 'safe', source: 'model', threatIndex: 0.5 }] };
-      const res = await server.request('POST', '/v1/admin/evaluations', body, { ...auth, 'x-actor': 'refused-actor' });
+      const res = await server.request('POST', '/v1/admin/evaluations', body, {
+        ...auth,
+        'x-actor': 'refused-actor',
+      });
       expect([res.status, res.headers.get('retry-after')]).toEqual([400, null]);
-      expect(res.body).toMatchObject({ error: { code: 'invalid_request', details: [{ path: 'evaluations', message: expect.stringContaining('23514') }] } });
+      expect(res.body).toMatchObject({
+        error: {
+          code: 'invalid_request',
+          details: [{ path: 'evaluations', message: expect.stringContaining('23514') }],
+        },
+      });
     } finally {
       await ctx.db.pool.query('ALTER TABLE evaluations DROP CONSTRAINT test_refused_actor');
     }

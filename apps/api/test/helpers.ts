@@ -8,11 +8,20 @@ import { ApiMetrics } from '../src/metrics';
 export interface TestServer {
   url: string;
   close(): Promise<void>;
-  request(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; headers: Headers; body: unknown }>;
+  request(
+    method: string,
+    path: string,
+    body?: unknown,
+    headers?: Record<string, string>,
+  ): Promise<{ status: number; headers: Headers; body: unknown }>;
 }
 
 /** The real app on an ephemeral port, against the test context's PostgreSQL and Redis. */
-export async function serveApp(ctx: TestContext, over: Partial<Config> = {}, extra: Partial<AppDeps> = {}): Promise<TestServer> {
+export async function serveApp(
+  ctx: TestContext,
+  over: Partial<Config> = {},
+  extra: Partial<AppDeps> = {},
+): Promise<TestServer> {
   const config = { ...ctx.config, ...over };
   const app = createApp({
     config,

@@ -26,7 +26,9 @@ async function stateFingerprint(): Promise<string> {
   const parts: string[] = [];
   for (let p = 0; p < ctx.config.bufferPartitions; p++) {
     const k = ctx.keys.partition(p);
-    parts.push(`${await ctx.redis.zcard(k.pending)}/${await ctx.redis.hlen(k.data)}/${await ctx.redis.get(k.seq)}`);
+    parts.push(
+      `${await ctx.redis.zcard(k.pending)}/${await ctx.redis.hlen(k.data)}/${await ctx.redis.get(k.seq)}`,
+    );
   }
   const { rows } = await ctx.db.pool.query<{ p: string; q: string }>(
     'SELECT (SELECT count(*) FROM packages) AS p, (SELECT count(*) FROM analysis_queue) AS q',
@@ -39,7 +41,15 @@ const valid = () => pkg(Math.floor(Math.random() * 1e6), 'fuzz');
 /** A value of a JSON type other than the field's own, or an out-of-range one of the same. */
 const badName = fc.oneof(
   fc.string().filter((s) => !/^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)+$/.test(s)),
-  fc.constantFrom("com.a'; DROP TABLE packages;--", 'com.a\u0000b', 'com..a', '.com.a', 'com.a.', 'Ω.app', 'com.a b'),
+  fc.constantFrom(
+    "com.a'; DROP TABLE packages;--",
+    'com.a\u0000b',
+    'com..a',
+    '.com.a',
+    'com.a.',
+    'Ω.app',
+    'com.a b',
+  ),
   fc.constant(`com.${'a'.repeat(252)}`), // 256 characters
   fc.integer(),
   fc.constant(null),
@@ -58,18 +68,31 @@ const badSignature = fc.oneof(
 
 /** Bodies that are invalid by construction: a valid body with at least one field broken. */
 const badBody = fc.oneof(
-  fc.record({ field: fc.constantFrom('name', 'versionCode', 'signature'), at: fc.nat(5), n: fc.integer({ min: 1, max: 6 }), name: badName, versionCode: badVersion, signature: badSignature }).map(
-    ({ field, at, n, ...bad }) => {
+  fc
+    .record({
+      field: fc.constantFrom('name', 'versionCode', 'signature'),
+      at: fc.nat(5),
+      n: fc.integer({ min: 1, max: 6 }),
+      name: badName,
+      versionCode: badVersion,
+      signature: badSignature,
+    })
+    .map(({ field, at, n, ...bad }) => {
       const packages = Array.from({ length: n }, (): Record<string, unknown> => ({ ...valid() }));
       const i = at % n;
       packages[i] = { ...packages[i], [field]: bad[field as keyof typeof bad] };
       return { packages } as unknown;
-    },
-  ),
-  fc.record({ extra: fc.string({ minLength: 1, maxLength: 8 }) }).map(({ extra }) => ({ packages: [{ ...valid(), [`x${extra}`]: 1 }] })),
-  fc.record({ extra: fc.string({ minLength: 1, maxLength: 8 }) }).map(({ extra }) => ({ packages: [valid()], [`x${extra}`]: true })),
+    }),
+  fc
+    .record({ extra: fc.string({ minLength: 1, maxLength: 8 }) })
+    .map(({ extra }) => ({ packages: [{ ...valid(), [`x${extra}`]: 1 }] })),
+  fc
+    .record({ extra: fc.string({ minLength: 1, maxLength: 8 }) })
+    .map(({ extra }) => ({ packages: [valid()], [`x${extra}`]: true })),
   fc.constantFrom<unknown>({ packages: [] }, { packages: {} }, { packages: null }, {}, [], 'text', 42, null),
-  fc.jsonValue().filter((v) => !(typeof v === 'object' && v !== null && !Array.isArray(v) && 'packages' in v)),
+  fc
+    .jsonValue()
+    .filter((v) => !(typeof v === 'object' && v !== null && !Array.isArray(v) && 'packages' in v)),
 );
 
 test('10,000+ generated bad requests: never a 5xx, always the envelope, and no state changes', async () => {
@@ -87,10 +110,7 @@ test('10,000+ generated bad requests: never a 5xx, always the envelope, and no s
     ),
     { numRuns: 1_200, seed: 7 },
   );
-  const requests = [
-    ...bodies.map((b) => ({ type: 'application/json', text: JSON.stringify(b) })),
-    ...raw,
-  ];
+  const requests = [...bodies.map((b) => ({ type: 'application/json', text: JSON.stringify(b) })), ...raw];
   expect(requests.length).toBeGreaterThanOrEqual(10_000);
 
   const failures: string[] = [];
@@ -99,7 +119,11 @@ test('10,000+ generated bad requests: never a 5xx, always the envelope, and no s
     Array.from({ length: 16 }, async () => {
       while (next < requests.length) {
         const r = requests[next++] as { type: string; text: string };
-        const res = await fetch(`${server.url}/v1/packages/check`, { method: 'POST', headers: { 'content-type': r.type }, body: r.text });
+        const res = await fetch(`${server.url}/v1/packages/check`, {
+          method: 'POST',
+          headers: { 'content-type': r.type },
+          body: r.text,
+        });
         const body = (await res.json().catch(() => null)) as Envelope | null;
         const ok =
           [400, 413, 415].includes(res.status) &&
@@ -107,7 +131,10 @@ test('10,000+ generated bad requests: never a 5xx, always the envelope, and no s
           typeof body.error.message === 'string' &&
           Array.isArray(body.error.details) &&
           !JSON.stringify(body).includes('    at ');
-        if (!ok) failures.push(`${res.status} ${r.type} ${r.text.slice(0, 120)} -> ${JSON.stringify(body).slice(0, 200)}`);
+        if (!ok)
+          failures.push(
+            `${res.status} ${r.type} ${r.text.slice(0, 120)} -> ${JSON.stringify(body).slice(0, 200)}`,
+          );
       }
     }),
   );
@@ -125,9 +152,16 @@ test('valid edge cases are accepted: 1,000 packages, 255-character names, versio
   expect(packages).toHaveLength(1000);
   const res = await server.request('POST', '/v1/packages/check', { packages });
   expect(res.status).toBe(200);
-  const results = (res.body as { results: { name: string; versionCode: number; signature: string; pending: boolean }[] }).results;
+  const results = (
+    res.body as { results: { name: string; versionCode: number; signature: string; pending: boolean }[] }
+  ).results;
   expect(results).toHaveLength(1000);
-  expect(results[0]).toMatchObject({ name: edge[0]!.name, versionCode: 0, signature: 'a'.repeat(64), pending: true });
+  expect(results[0]).toMatchObject({
+    name: edge[0]!.name,
+    versionCode: 0,
+    signature: 'a'.repeat(64),
+    pending: true,
+  });
   expect(results[1]).toMatchObject({ versionCode: Number.MAX_SAFE_INTEGER, pending: true });
   expect(results[998]).toEqual(results[0]);
 });
@@ -138,9 +172,14 @@ test('injection-shaped input is refused by validation and never reaches SQL', as
   });
   expect(res.status).toBe(400);
   expect((res.body as Envelope).error.details.map((d) => d.path)).toEqual(['packages[0].name']);
-  const get = await server.request('GET', `/v1/packages/${encodeURIComponent("com.a' OR '1'='1")}/1/${'a'.repeat(64)}`);
+  const get = await server.request(
+    'GET',
+    `/v1/packages/${encodeURIComponent("com.a' OR '1'='1")}/1/${'a'.repeat(64)}`,
+  );
   expect(get.status).toBe(400);
-  const { rows } = await ctx.db.pool.query<{ n: string }>("SELECT count(*) AS n FROM pg_tables WHERE tablename = 'packages'");
+  const { rows } = await ctx.db.pool.query<{ n: string }>(
+    "SELECT count(*) AS n FROM pg_tables WHERE tablename = 'packages'",
+  );
   expect(rows[0]?.n).toBe('1');
 });
 
@@ -152,14 +191,18 @@ test('rate limit per client is shared by every pod: 429 with Retry-After past th
     const statuses: number[] = [];
     for (let i = 0; i < 6; i++) {
       const pod = i % 2 ? podB : podA;
-      statuses.push((await pod.request('POST', '/v1/packages/check', body, { 'x-api-key': 'device-fleet-1' })).status);
+      statuses.push(
+        (await pod.request('POST', '/v1/packages/check', body, { 'x-api-key': 'device-fleet-1' })).status,
+      );
     }
     expect(statuses).toEqual([200, 200, 200, 200, 200, 429]);
     const limited = await podA.request('POST', '/v1/packages/check', body, { 'x-api-key': 'device-fleet-1' });
     expect(limited.status).toBe(429);
     expect(Number(limited.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
     expect((limited.body as Envelope).error.code).toBe('rate_limited');
-    expect((await podB.request('POST', '/v1/packages/check', body, { 'x-api-key': 'device-fleet-2' })).status).toBe(200);
+    expect(
+      (await podB.request('POST', '/v1/packages/check', body, { 'x-api-key': 'device-fleet-2' })).status,
+    ).toBe(200);
   } finally {
     await Promise.all([podA.close(), podB.close()]);
   }
@@ -174,14 +217,22 @@ test('security headers are set; a dead dependency answers the 503 envelope and a
   const dead = new Redis({ port: 1, lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0 });
   const broken = await serveApp(ctx, {}, { redis: dead });
   // Redis answers, but scheduling the flush throws something unexpected: that is a 500.
-  const exploding = await serveApp(ctx, {}, { requestFlush: () => Promise.reject(new Error('queue exploded at /srv/secret/path')) });
+  const exploding = await serveApp(
+    ctx,
+    {},
+    { requestFlush: () => Promise.reject(new Error('queue exploded at /srv/secret/path')) },
+  );
   try {
-    const r = await broken.request('GET', '/v1/admin/buffer', undefined, { authorization: `Bearer ${TOKEN}` });
+    const r = await broken.request('GET', '/v1/admin/buffer', undefined, {
+      authorization: `Bearer ${TOKEN}`,
+    });
     expect([r.status, r.headers.get('retry-after')]).toEqual([503, String(ctx.config.retryAfterS)]);
     expect(r.body).toEqual({ error: { code: 'unavailable', message: expect.any(String), details: [] } });
     expect(JSON.stringify(r.body)).not.toMatch(/ECONNREFUSED|127\.0\.0\.1|:1\b|enableOfflineQueue|stream/i);
 
-    const e = await exploding.request('POST', '/v1/admin/flush', undefined, { authorization: `Bearer ${TOKEN}` });
+    const e = await exploding.request('POST', '/v1/admin/flush', undefined, {
+      authorization: `Bearer ${TOKEN}`,
+    });
     expect(e.status).toBe(500);
     expect(e.body).toEqual({ error: { code: 'internal', message: 'internal error', details: [] } });
   } finally {
@@ -208,7 +259,9 @@ test('the authorization header and API keys never reach the logs', async () => {
   const s = app.listen(0, '127.0.0.1');
   await new Promise((r) => s.once('listening', r));
   const url = `http://127.0.0.1:${(s.address() as AddressInfo).port}`;
-  await fetch(`${url}/v1/admin/buffer`, { headers: { authorization: `Bearer ${TOKEN}`, 'x-api-key': 'secret-device-key' } });
+  await fetch(`${url}/v1/admin/buffer`, {
+    headers: { authorization: `Bearer ${TOKEN}`, 'x-api-key': 'secret-device-key' },
+  });
   await new Promise((r) => s.close(r));
   expect(logged).toContain('/v1/admin/buffer');
   expect(logged).not.toContain(TOKEN);
@@ -223,7 +276,12 @@ test('a client that never finishes its headers is disconnected by the server', a
     logger: createLogger({ logLevel: 'silent' }, 'test'),
     metrics: new ApiMetrics({ defaultMetrics: false }),
   });
-  const s = createHttpServer(app, { headersTimeoutMs: 300, requestTimeoutMs: 600, keepAliveTimeoutMs: 300, checkIntervalMs: 100 });
+  const s = createHttpServer(app, {
+    headersTimeoutMs: 300,
+    requestTimeoutMs: 600,
+    keepAliveTimeoutMs: 300,
+    checkIntervalMs: 100,
+  });
   await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
   try {
     const socket = connect((s.address() as AddressInfo).port, '127.0.0.1');

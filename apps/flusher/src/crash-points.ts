@@ -29,7 +29,10 @@ export function crashPointFromEnv(env: NodeJS.ProcessEnv): Checkpoint | undefine
   const [target = '', nth = '1'] = spec.split(':');
   if (!isCrashPoint(target) || !/^[1-9]\d*$/.test(nth)) {
     throw new ConfigError([
-      { path: 'SAFEPKG_TEST_CRASH_AT', message: `must be <point>[:<n>] with point one of ${CRASH_POINTS.join(', ')}` },
+      {
+        path: 'SAFEPKG_TEST_CRASH_AT',
+        message: `must be <point>[:<n>] with point one of ${CRASH_POINTS.join(', ')}`,
+      },
     ]);
   }
   let remaining = Number(nth);

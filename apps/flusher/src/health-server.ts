@@ -22,7 +22,8 @@ export function createHealthServer(deps: HealthDeps): Server {
       res.end(JSON.stringify(body));
     };
     const route = req.url?.split('?')[0];
-    if (req.method !== 'GET') return send(405, { error: { code: 'method_not_allowed', message: 'GET only', details: [] } });
+    if (req.method !== 'GET')
+      return send(405, { error: { code: 'method_not_allowed', message: 'GET only', details: [] } });
     if (route === '/healthz') return send(200, { status: 'ok' });
     if (route === '/readyz') {
       void Promise.allSettled([pingPostgres(deps.pool), pingRedis(deps.redis)]).then(([pg, redis]) => {
@@ -34,7 +35,11 @@ export function createHealthServer(deps: HealthDeps): Server {
           recentTick: Date.now() - since <= deps.maxTickAgeMs,
         };
         const ok = checks.postgres && checks.redis && checks.recentTick;
-        send(ok ? 200 : 503, { status: ok ? 'ready' : 'not_ready', checks, lastSuccessAt: last ? new Date(last).toISOString() : null });
+        send(ok ? 200 : 503, {
+          status: ok ? 'ready' : 'not_ready',
+          checks,
+          lastSuccessAt: last ? new Date(last).toISOString() : null,
+        });
       });
       return;
     }

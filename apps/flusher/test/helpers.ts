@@ -1,4 +1,11 @@
-import { createLogger, PackageStore, RedisBuffer, type Config, type NewPackage, type PackageRef } from '@safepkg/core';
+import {
+  createLogger,
+  PackageStore,
+  RedisBuffer,
+  type Config,
+  type NewPackage,
+  type PackageRef,
+} from '@safepkg/core';
 import type { TestContext } from '@safepkg/testkit';
 import type { Pool } from 'pg';
 import { Flusher, type FlusherDeps } from '../src/flusher';
@@ -44,7 +51,10 @@ export function testFlusher(
 }
 
 /** A counter's current value (prom-client keeps it per label set; these have none). */
-export async function counterValue(counter: FlusherMetrics['leaseLosses'], labels: Record<string, string> = {}): Promise<number> {
+export async function counterValue(
+  counter: FlusherMetrics['leaseLosses'],
+  labels: Record<string, string> = {},
+): Promise<number> {
   const { values } = await counter.get();
   const match = values.find((v) => Object.entries(labels).every(([k, want]) => v.labels[k] === want));
   return match?.value ?? 0;

@@ -57,7 +57,9 @@ test('a lease lost during one long batch is noticed by the renewal timer and not
         if (point !== 'after-read') return;
         // The batch is "long": while it is in hand, another flusher takes the lease.
         await ctx.redis.set(lock, 'another-flusher', 'PX', 30_000);
-        await waitFor(async () => (await counterValue(t.metrics.leaseLosses)) === 1, { what: 'the timer to notice the loss' });
+        await waitFor(async () => (await counterValue(t.metrics.leaseLosses)) === 1, {
+          what: 'the timer to notice the loss',
+        });
       },
     },
   });

@@ -20,7 +20,9 @@ test('poison rows in a batch are isolated by halving into dead letters with thei
   try {
     const t = testFlusher(ctx, { pool });
     const good = await bufferPackages(t.buffer, 1021, 'good');
-    await t.buffer.add([...Object.values(POISON), MALFORMED].map((key) => ({ key, payload: { t: 1_700_000_000_000 } })));
+    await t.buffer.add(
+      [...Object.values(POISON), MALFORMED].map((key) => ({ key, payload: { t: 1_700_000_000_000 } })),
+    );
 
     const r = await t.flusher.tick();
     expect(r.error).toBeNull();
@@ -34,7 +36,10 @@ test('poison rows in a batch are isolated by halving into dead letters with thei
     const letters = await t.buffer.deadLetters([0]);
     const byKey = new Map(letters.map((l) => [l.key, l]));
     expect(byKey.get(POISON.beyondBigint)?.error.code).toBe('22003');
-    expect(byKey.get(POISON.badName)?.error).toMatchObject({ code: '23514', message: expect.stringMatching(/packages_name_valid/) });
+    expect(byKey.get(POISON.badName)?.error).toMatchObject({
+      code: '23514',
+      message: expect.stringMatching(/packages_name_valid/),
+    });
     expect(byKey.get(POISON.upperCaseSignature)?.error.message).toMatch(/packages_signature_valid/);
     expect(byKey.get(MALFORMED)?.error.code).toBe('malformed_key');
     // The first-seen time travels with the dead letter, for a later redrive.
@@ -58,7 +63,9 @@ test('a redriven dead letter that is valid now is flushed with its original firs
   const fixable = pkg(7, 'fixable');
   const fixableKey = packageKey(fixable);
   // "The bug": a constraint that wrongly refuses a namespace; the entry is dead-lettered.
-  await ctx.db.pool.query(`ALTER TABLE packages ADD CONSTRAINT refuse_fixable CHECK (name NOT LIKE 'com.fixable.%')`);
+  await ctx.db.pool.query(
+    `ALTER TABLE packages ADD CONSTRAINT refuse_fixable CHECK (name NOT LIKE 'com.fixable.%')`,
+  );
   await t.buffer.add([
     { key: fixableKey, payload: { t: 1_600_000_000_000 } },
     { key: POISON.badName, payload: { t: 1_600_000_000_000 } },
@@ -70,10 +77,17 @@ test('a redriven dead letter that is valid now is flushed with its original firs
   expect(await t.buffer.redrive(await t.buffer.deadLetters([0]))).toBe(2);
   expect((await t.flusher.tick()).partitions[0]).toMatchObject({ rows: 1, newRows: 1, deadLettered: 1 });
 
-  const { rows } = await ctx.db.pool.query<{ first_seen_at: Date }>('SELECT first_seen_at FROM packages WHERE name = $1', [fixable.name]);
+  const { rows } = await ctx.db.pool.query<{ first_seen_at: Date }>(
+    'SELECT first_seen_at FROM packages WHERE name = $1',
+    [fixable.name],
+  );
   expect(rows.map((r) => r.first_seen_at.getTime())).toEqual([1_600_000_000_000]);
   expect((await t.buffer.deadLetters([0])).map((l) => l.key)).toEqual([POISON.badName]);
-  expect(await flushState(ctx.db.pool, ctx.redis, ctx.keys, 1)).toMatchObject({ pending: 0, dead: 1, queued: 1 });
+  expect(await flushState(ctx.db.pool, ctx.redis, ctx.keys, 1)).toMatchObject({
+    pending: 0,
+    dead: 1,
+    queued: 1,
+  });
 });
 
 test('an entry whose first-seen time no Date can hold is flushed stamped now instead of stalling every round', async () => {
@@ -89,6 +103,9 @@ test('an entry whose first-seen time no Date can hold is flushed stamped now ins
   const s = await flushState(ctx.db.pool, ctx.redis, ctx.keys, 1);
   expect(s.storedKeys).toEqual([...good, packageKey(odd)].sort());
   expect(s).toMatchObject({ pending: 0, queued: 51 });
-  const { rows } = await ctx.db.pool.query<{ first_seen_at: Date }>('SELECT first_seen_at FROM packages WHERE name = $1', [odd.name]);
+  const { rows } = await ctx.db.pool.query<{ first_seen_at: Date }>(
+    'SELECT first_seen_at FROM packages WHERE name = $1',
+    [odd.name],
+  );
   expect(rows[0]?.first_seen_at.getTime()).toBeGreaterThanOrEqual(before - 1000);
 });

@@ -4,7 +4,12 @@ import { Backoff } from '../src/backoff';
 import { absorbClientErrors } from '../src/pool-errors';
 import { counterValue, testFlusher } from './helpers';
 
-const ctx = useTestContext({ bufferPartitions: 2, flushBatchSize: 100, flushIntervalMs: 1000, flushBackoffMaxMs: 8000 });
+const ctx = useTestContext({
+  bufferPartitions: 2,
+  flushBatchSize: 100,
+  flushIntervalMs: 1000,
+  flushBackoffMaxMs: 8000,
+});
 let proxy: TcpProxy;
 let pool: Pool;
 
@@ -23,7 +28,12 @@ afterAll(async () => {
 
 test('PostgreSQL unreachable: nothing is written, dropped or dead-lettered; ticks back off exponentially until it is back', async () => {
   let now = 0;
-  const backoff = new Backoff(ctx.config.flushIntervalMs, ctx.config.flushBackoffMaxMs, () => 1, () => now);
+  const backoff = new Backoff(
+    ctx.config.flushIntervalMs,
+    ctx.config.flushBackoffMaxMs,
+    () => 1,
+    () => now,
+  );
   let cutOnSecondRead = false;
   let reads = 0;
   const t = testFlusher(ctx, {

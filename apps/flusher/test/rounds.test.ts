@@ -41,7 +41,14 @@ test('one tick over 16 partitions writes ceil(total / FLUSH_BATCH_SIZE) transact
 
     const s = await state();
     expect(s.storedKeys).toEqual([...keys].sort());
-    expect(s).toMatchObject({ pending: 0, dead: 0, queued: total, queuedDistinct: total, queueOrphans: 0, leases: 0 });
+    expect(s).toMatchObject({
+      pending: 0,
+      dead: 0,
+      queued: total,
+      queuedDistinct: total,
+      queueOrphans: 0,
+      leases: 0,
+    });
   } finally {
     await pool.end();
   }
@@ -60,7 +67,9 @@ test('a poison row in a multi-partition round is dead-lettered in its own partit
   expect(s.storedKeys).toEqual([...good].sort());
   expect(s).toMatchObject({ pending: 0, dead: 1, queued: 500, queuedDistinct: 500 });
   const own = t.buffer.partitionOf(poison);
-  expect(await t.buffer.deadLetters([own])).toMatchObject([{ partition: own, key: poison, error: { code: '23514' } }]);
+  expect(await t.buffer.deadLetters([own])).toMatchObject([
+    { partition: own, key: poison, error: { code: '23514' } },
+  ]);
   expect(r.partitions.find((p) => p.partition === own)?.deadLettered).toBe(1);
 });
 
@@ -75,7 +84,9 @@ test('a lease lost while a round is in hand drops that partition before the writ
       checkpoint: async (point) => {
         if (point !== 'after-read') return;
         await ctx.redis.set(lock, 'another-flusher', 'PX', 30_000);
-        await waitFor(async () => (await counterValue(t.metrics.leaseLosses)) === 1, { what: 'the timer to notice the loss' });
+        await waitFor(async () => (await counterValue(t.metrics.leaseLosses)) === 1, {
+          what: 'the timer to notice the loss',
+        });
       },
     },
   });

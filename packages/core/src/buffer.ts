@@ -111,7 +111,12 @@ export class RedisBuffer {
           const e = entries[i] as { key: string; payload: BufferPayload };
           args.push(e.key, encodePayload(e.payload));
         }
-        const reply = (await runScript(this.redis, 'buffer-add', [k.seq, k.pending, k.data], args)) as number[];
+        const reply = (await runScript(
+          this.redis,
+          'buffer-add',
+          [k.seq, k.pending, k.data],
+          args,
+        )) as number[];
         if (reply[0] === -1) {
           full.push(p);
           return;
@@ -146,7 +151,12 @@ export class RedisBuffer {
    * script calls of at most READ_CHUNK entries (each call is one consistent snapshot of
    * the entries it returns; together they are in order with no gap, since scores only grow).
    */
-  async read(partition: number, afterScore: number | null, maxScore: number, limit: number): Promise<BufferEntry[]> {
+  async read(
+    partition: number,
+    afterScore: number | null,
+    maxScore: number,
+    limit: number,
+  ): Promise<BufferEntry[]> {
     const out: BufferEntry[] = [];
     let after = afterScore;
     while (out.length < limit) {
@@ -170,7 +180,11 @@ export class RedisBuffer {
     const now = Date.now();
     const out: BufferEntry[] = [];
     for (let i = 0; i < flat.length; i += 3) {
-      out.push({ key: flat[i] as string, score: Number(flat[i + 1]), payload: decodePayload(flat[i + 2] as string, now) });
+      out.push({
+        key: flat[i] as string,
+        score: Number(flat[i + 1]),
+        payload: decodePayload(flat[i + 2] as string, now),
+      });
     }
     return out;
   }
@@ -185,7 +199,11 @@ export class RedisBuffer {
   }
 
   /** Moves entries PostgreSQL refused to the partition's dead-letter hash. */
-  async deadLetter(partition: number, entries: readonly BufferEntry[], error: { code: string; message: string }) {
+  async deadLetter(
+    partition: number,
+    entries: readonly BufferEntry[],
+    error: { code: string; message: string },
+  ) {
     if (entries.length === 0) return 0;
     const k = this.keys.partition(partition);
     const deadAt = Date.now();
@@ -214,13 +232,26 @@ export class RedisBuffer {
           typeof v.deadAt === 'number' &&
           Math.abs(v.deadAt) <= MAX_DATE_MS
         ) {
-          return { partition, key, payload: { t }, error: { code: v.error.code, message: v.error.message }, deadAt: v.deadAt };
+          return {
+            partition,
+            key,
+            payload: { t },
+            error: { code: v.error.code, message: v.error.message },
+            deadAt: v.deadAt,
+          };
         }
       } catch {
         // falls through to the corrupt entry below
       }
-      const message = 'stored dead letter is unreadable; a redrive re-buffers the key stamped with the time it was listed';
-      return { partition, key, payload: { t: now }, error: { code: 'corrupt_dead_letter', message }, deadAt: now };
+      const message =
+        'stored dead letter is unreadable; a redrive re-buffers the key stamped with the time it was listed';
+      return {
+        partition,
+        key,
+        payload: { t: now },
+        error: { code: 'corrupt_dead_letter', message },
+        deadAt: now,
+      };
     };
     for (const p of partitions) {
       const dead = this.keys.partition(p).dead;
@@ -251,7 +282,12 @@ export class RedisBuffer {
       // A whole bad deploy can dead-letter millions: one script over all of them would block Redis.
       for (let i = 0; i < args.length; i += 2 * REDRIVE_CHUNK) {
         const chunk = args.slice(i, i + 2 * REDRIVE_CHUNK);
-        moved += (await runScript(this.redis, 'buffer-redrive', [k.seq, k.pending, k.data, k.dead], chunk)) as number;
+        moved += (await runScript(
+          this.redis,
+          'buffer-redrive',
+          [k.seq, k.pending, k.data, k.dead],
+          chunk,
+        )) as number;
       }
     }
     return moved;
@@ -264,7 +300,10 @@ export class RedisBuffer {
    * both keys share the partition's slot, so this works on a cluster as it is.
    */
   async strayPartitions(): Promise<number[]> {
-    const candidates = Array.from({ length: Math.max(0, MAX_BUFFER_PARTITIONS - this.partitions) }, (_, i) => this.partitions + i);
+    const candidates = Array.from(
+      { length: Math.max(0, MAX_BUFFER_PARTITIONS - this.partitions) },
+      (_, i) => this.partitions + i,
+    );
     const held = await Promise.all(
       candidates.map((p) => {
         const k = this.keys.partition(p);

@@ -104,8 +104,20 @@ const clusterNodes = z
 
 /** Each environment variable, its parser, and the Config field it sets. */
 const variables = {
-  DATABASE_URL: { field: 'databaseUrl', schema: z.string().trim().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL') },
-  REDIS_URL: { field: 'redisUrl', schema: z.string().trim().regex(/^rediss?:\/\//, 'must be a redis:// URL') },
+  DATABASE_URL: {
+    field: 'databaseUrl',
+    schema: z
+      .string()
+      .trim()
+      .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL'),
+  },
+  REDIS_URL: {
+    field: 'redisUrl',
+    schema: z
+      .string()
+      .trim()
+      .regex(/^rediss?:\/\//, 'must be a redis:// URL'),
+  },
   REDIS_CLUSTER_NODES: { field: 'redisClusterNodes', schema: clusterNodes },
   PORT: { field: 'port', schema: int(0, 65535) },
   FLUSHER_PORT: { field: 'flusherPort', schema: int(0, 65535) },
@@ -121,7 +133,10 @@ const variables = {
   CACHE_TTL_S: { field: 'cacheTtlS', schema: int(1, 30 * 86400) },
   MAX_BUFFER_DEPTH: { field: 'maxBufferDepth', schema: int(1, 1_000_000_000) },
   WRITE_MODE: { field: 'writeMode', schema: z.enum(['buffered', 'direct']) },
-  LOG_LEVEL: { field: 'logLevel', schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']) },
+  LOG_LEVEL: {
+    field: 'logLevel',
+    schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+  },
   PG_STATEMENT_TIMEOUT_MS: { field: 'pgStatementTimeoutMs', schema: int(100, 3_600_000) },
   PG_POOL_SIZE: { field: 'pgPoolSize', schema: int(1, 1000) },
   FLUSH_BACKOFF_MAX_MS: { field: 'flushBackoffMaxMs', schema: int(10, 3_600_000) },

@@ -20,7 +20,10 @@ export class SafepkgError extends Error {
 export class ConfigError extends SafepkgError {
   readonly details: ErrorDetail[];
   constructor(details: ErrorDetail[]) {
-    super('invalid_config', `invalid configuration: ${details.map((d) => `${d.path}: ${d.message}`).join('; ')}`);
+    super(
+      'invalid_config',
+      `invalid configuration: ${details.map((d) => `${d.path}: ${d.message}`).join('; ')}`,
+    );
     this.details = details;
   }
 }

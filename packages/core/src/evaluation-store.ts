@@ -33,7 +33,11 @@ export class EvaluationStore {
    * and the packages' resulting status (with the new `rev`) is returned for the
    * cache write-through, which the caller must do after this has committed.
    */
-  async record(evaluations: readonly EvaluationInput[], createdBy: string, now = new Date()): Promise<StoredPackage[]> {
+  async record(
+    evaluations: readonly EvaluationInput[],
+    createdBy: string,
+    now = new Date(),
+  ): Promise<StoredPackage[]> {
     if (evaluations.length === 0) return [];
     const names = evaluations.map((e) => e.name);
     const versions = evaluations.map((e) => String(e.versionCode));

@@ -4,7 +4,11 @@ import type { Config } from './config';
 export type { Logger };
 
 /** JSON logs to stdout; credentials never reach them. */
-export function createLogger(config: Pick<Config, 'logLevel'>, name: string, destination?: DestinationStream): Logger {
+export function createLogger(
+  config: Pick<Config, 'logLevel'>,
+  name: string,
+  destination?: DestinationStream,
+): Logger {
   const options = {
     name,
     level: config.logLevel,

@@ -26,7 +26,11 @@ export function listMigrations(dir = MIGRATIONS_DIR): Migration[] {
   return readdirSync(dir)
     .filter((f) => /^\d{3}_[a-z0-9_]+\.sql$/.test(f))
     .sort()
-    .map((f) => ({ id: Number(f.slice(0, 3)), name: f.replace(/\.sql$/, ''), sql: readFileSync(join(dir, f), 'utf8') }));
+    .map((f) => ({
+      id: Number(f.slice(0, 3)),
+      name: f.replace(/\.sql$/, ''),
+      sql: readFileSync(join(dir, f), 'utf8'),
+    }));
 }
 
 /**
@@ -34,7 +38,10 @@ export function listMigrations(dir = MIGRATIONS_DIR): Migration[] {
  * session advisory lock: safe to run twice, and from several processes at once
  * (the second waits, then finds nothing to do). Returns the names it applied.
  */
-export async function migrate(connection: string | ClientConfig, migrations = listMigrations()): Promise<string[]> {
+export async function migrate(
+  connection: string | ClientConfig,
+  migrations = listMigrations(),
+): Promise<string[]> {
   const client = new Client(typeof connection === 'string' ? pgConnection(connection) : connection);
   await client.connect();
   const applied: string[] = [];

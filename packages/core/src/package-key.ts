@@ -80,7 +80,8 @@ export function packageKey(ref: PackageRef): string {
 export function parsePackageKey(key: string): PackageRef {
   const last = key.lastIndexOf(':');
   const mid = key.lastIndexOf(':', last - 1);
-  if (mid <= 0) throw new ValidationError([{ path: 'packageKey', message: `malformed package key "${key}"` }]);
+  if (mid <= 0)
+    throw new ValidationError([{ path: 'packageKey', message: `malformed package key "${key}"` }]);
   return {
     name: key.slice(0, mid),
     versionCode: Number(key.slice(mid + 1, last)),

@@ -50,7 +50,9 @@ export async function assertReachable(config: Config, pool: Pool, redis: RedisCl
   try {
     await pingRedis(redis, 5000);
   } catch (err) {
-    const where = config.redisClusterNodes ? `cluster ${config.redisClusterNodes.map((n) => `${n.host}:${n.port}`).join(',')}` : redact(config.redisUrl);
+    const where = config.redisClusterNodes
+      ? `cluster ${config.redisClusterNodes.map((n) => `${n.host}:${n.port}`).join(',')}`
+      : redact(config.redisUrl);
     throw new DependencyUnreachableError(
       'redis',
       `Redis at ${where} is not answering (${(err as Error).message}). ` +

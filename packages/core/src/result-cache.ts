@@ -77,7 +77,12 @@ export class ResultCache {
       const written = await Promise.all(
         entries.map(
           (e) =>
-            runScript(this.redis, 'cache-fill', [this.keys.cache(e.key)], [this.ttlS, encodeCached(e.status)]) as Promise<number>,
+            runScript(
+              this.redis,
+              'cache-fill',
+              [this.keys.cache(e.key)],
+              [this.ttlS, encodeCached(e.status)],
+            ) as Promise<number>,
         ),
       );
       return written.reduce((a, b) => a + b, 0);

@@ -36,7 +36,8 @@ interface PackageRowDb {
   rev: number;
 }
 
-const PACKAGE_COLUMNS = 'p.id, p.name, p.version_code, p.signature, p.first_seen_at, p.verdict, p.threat_index, p.source, p.rev';
+const PACKAGE_COLUMNS =
+  'p.id, p.name, p.version_code, p.signature, p.first_seen_at, p.verdict, p.threat_index, p.source, p.rev';
 
 function toStored(r: PackageRowDb): StoredPackage {
   return {
@@ -127,11 +128,14 @@ export class PackageStore {
       await client.query('BEGIN');
       await client.query(STAGING_DDL);
       await this.copyStaging(client, rows);
-      const { rows: inserted } = await client.query<Pick<PackageRowDb, 'name' | 'version_code' | 'signature'>>(
-        STAGING_INSERT,
-      );
+      const { rows: inserted } =
+        await client.query<Pick<PackageRowDb, 'name' | 'version_code' | 'signature'>>(STAGING_INSERT);
       await client.query('COMMIT');
-      return inserted.map((r) => ({ name: r.name, versionCode: Number(r.version_code), signature: r.signature }));
+      return inserted.map((r) => ({
+        name: r.name,
+        versionCode: Number(r.version_code),
+        signature: r.signature,
+      }));
     } catch (err) {
       broken = err as Error;
       await client.query('ROLLBACK').catch(() => undefined);
@@ -143,7 +147,9 @@ export class PackageStore {
   }
 
   private async copyStaging(client: PoolClient, rows: readonly NewPackage[]): Promise<void> {
-    const copy = client.query(copyFrom('COPY flush_staging (name, version_code, signature, first_seen_at) FROM STDIN'));
+    const copy = client.query(
+      copyFrom('COPY flush_staging (name, version_code, signature, first_seen_at) FROM STDIN'),
+    );
     function* lines(): Generator<string> {
       let chunk = '';
       for (const { ref, firstSeenAt } of rows) {

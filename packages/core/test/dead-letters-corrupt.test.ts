@@ -14,14 +14,25 @@ test('a corrupt dead-letter value is listed as corrupt_dead_letter, the others s
   expect(await buffer.deadLetter(0, read, error)).toBe(1);
   // Written by something other than deadLetter(): not JSON, JSON null, a wrong shape, a time no Date holds.
   const dead = keys.partition(0).dead;
-  const corrupt = ['{not json', 'null', '{"payload":{"t":"yesterday"},"error":{},"deadAt":1}', '{"payload":{"t":1e300},"error":{"code":"x","message":"y"},"deadAt":1}'];
+  const corrupt = [
+    '{not json',
+    'null',
+    '{"payload":{"t":"yesterday"},"error":{},"deadAt":1}',
+    '{"payload":{"t":1e300},"error":{"code":"x","message":"y"},"deadAt":1}',
+  ];
   await ctx.redis.hset(dead, ...bad.flatMap((k, i) => [k, corrupt[i] as string]));
 
   const now = 1_700_000_000_000;
   const letters = await buffer.deadLetters([0], 1000, now);
   const byKey = new Map(letters.map((l) => [l.key, l]));
   expect(letters).toHaveLength(5);
-  expect(byKey.get(good)).toEqual({ partition: 0, key: good, payload: { t: 1234 }, error, deadAt: expect.any(Number) });
+  expect(byKey.get(good)).toEqual({
+    partition: 0,
+    key: good,
+    payload: { t: 1234 },
+    error,
+    deadAt: expect.any(Number),
+  });
   for (const k of bad) {
     expect(byKey.get(k)).toEqual({
       partition: 0,

@@ -14,10 +14,12 @@ function evaluationsFor(from: number, count: number, over: Partial<EvaluationInp
 }
 
 async function statusOf(name: string) {
-  const { rows } = await ctx.db.pool.query<{ verdict: string | null; source: string | null; threat_index: number | null; rev: number }>(
-    'SELECT verdict, source, threat_index, rev FROM packages WHERE name = $1',
-    [name],
-  );
+  const { rows } = await ctx.db.pool.query<{
+    verdict: string | null;
+    source: string | null;
+    threat_index: number | null;
+    rev: number;
+  }>('SELECT verdict, source, threat_index, rev FROM packages WHERE name = $1', [name]);
   return rows[0];
 }
 
@@ -55,10 +57,20 @@ test('a later verdict of the same source replaces the earlier; manual outranks m
   if (!p) throw new Error('no package');
 
   await evaluations.record([{ ...p, source: 'model', verdict: 'suspicious', threatIndex: 0.4 }], 'model-v1');
-  expect(await statusOf(p.name)).toEqual({ verdict: 'suspicious', source: 'model', threat_index: 0.4, rev: 1 });
+  expect(await statusOf(p.name)).toEqual({
+    verdict: 'suspicious',
+    source: 'model',
+    threat_index: 0.4,
+    rev: 1,
+  });
 
   await evaluations.record([{ ...p, source: 'model', verdict: 'malicious', threatIndex: 0.9 }], 'model-v2');
-  expect(await statusOf(p.name)).toEqual({ verdict: 'malicious', source: 'model', threat_index: 0.9, rev: 2 });
+  expect(await statusOf(p.name)).toEqual({
+    verdict: 'malicious',
+    source: 'model',
+    threat_index: 0.9,
+    rev: 2,
+  });
 
   await evaluations.record([{ ...p, source: 'manual', verdict: 'safe', threatIndex: 0 }], 'analyst');
   expect(await statusOf(p.name)).toEqual({ verdict: 'safe', source: 'manual', threat_index: 0, rev: 3 });

@@ -1,5 +1,11 @@
 import { createRequire } from 'node:module';
-import { FLUSH_QUEUE_NAME, KeySchema, MAX_BUFFER_PARTITIONS, packageKey, type PartitionKeys } from '@safepkg/core';
+import {
+  FLUSH_QUEUE_NAME,
+  KeySchema,
+  MAX_BUFFER_PARTITIONS,
+  packageKey,
+  type PartitionKeys,
+} from '@safepkg/core';
 import { pkgs } from '@safepkg/testkit';
 
 // ioredis' own slot calculator (its cluster-key-slot dependency, which ships no types here),

@@ -15,7 +15,10 @@ export interface RunningApp extends ManagedProcess {
 export async function startApp(app: 'api' | 'flusher', env: NodeJS.ProcessEnv): Promise<RunningApp> {
   const port = await freePort();
   const portEnv = app === 'api' ? { PORT: String(port) } : { FLUSHER_PORT: String(port) };
-  const proc = startProcess(process.execPath, [join(REPO_ROOT, 'apps', app, 'dist', 'main.js')], { ...env, ...portEnv });
+  const proc = startProcess(process.execPath, [join(REPO_ROOT, 'apps', app, 'dist', 'main.js')], {
+    ...env,
+    ...portEnv,
+  });
   const url = `http://127.0.0.1:${port}`;
   try {
     await waitFor(

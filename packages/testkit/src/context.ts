@@ -37,7 +37,13 @@ export async function deletePrefix(redis: Redis, prefix: string): Promise<void> 
 export function useTestContext(overrides: Partial<Config> = {}): TestContext {
   const ctx = {} as TestContext;
   beforeAll(async () => {
-    const db = await createTestDatabase(expect.getState().testPath?.split('/').pop()?.replace(/\.test\.ts$/, ''));
+    const db = await createTestDatabase(
+      expect
+        .getState()
+        .testPath?.split('/')
+        .pop()
+        ?.replace(/\.test\.ts$/, ''),
+    );
     const config: Config = {
       ...configDefaults(),
       databaseUrl: db.url,
@@ -48,7 +54,12 @@ export function useTestContext(overrides: Partial<Config> = {}): TestContext {
       rateLimitPoints: 0,
       ...overrides,
     };
-    Object.assign(ctx, { config, db, redis: new Redis(config.redisUrl), keys: new KeySchema(config.keyPrefix) });
+    Object.assign(ctx, {
+      config,
+      db,
+      redis: new Redis(config.redisUrl),
+      keys: new KeySchema(config.keyPrefix),
+    });
   });
   afterAll(async () => {
     if (!ctx.db) return;

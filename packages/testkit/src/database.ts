@@ -57,7 +57,10 @@ export interface TestDatabase {
 
 export async function createTestDatabase(label = 'test'): Promise<TestDatabase> {
   const template = await ensureTemplate();
-  const name = `safepkg_${label.replace(/[^a-z0-9]/gi, '_').toLowerCase().slice(0, 20)}_${randomBytes(4).toString('hex')}`;
+  const name = `safepkg_${label
+    .replace(/[^a-z0-9]/gi, '_')
+    .toLowerCase()
+    .slice(0, 20)}_${randomBytes(4).toString('hex')}`;
   for (let attempt = 0; ; attempt++) {
     try {
       await withAdmin((c) => c.query(`CREATE DATABASE ${name} TEMPLATE ${template}`));

@@ -36,7 +36,12 @@ export interface FlushState {
 }
 
 /** What a flush left behind, read with SQL and Redis commands only (no product code in the way). */
-export async function flushState(pool: Pool, redis: Redis, keys: KeySchema, partitions: number): Promise<FlushState> {
+export async function flushState(
+  pool: Pool,
+  redis: Redis,
+  keys: KeySchema,
+  partitions: number,
+): Promise<FlushState> {
   const stored = await pool.query<{ name: string; version_code: string; signature: string }>(
     'SELECT name, version_code, signature FROM packages',
   );
@@ -70,7 +75,13 @@ export async function flushState(pool: Pool, redis: Redis, keys: KeySchema, part
 }
 
 /** The buffer is empty and PostgreSQL holds the distinct packages (every time the check is made). */
-export async function drained(pool: Pool, redis: Redis, keys: KeySchema, partitions: number, expected: number): Promise<boolean> {
+export async function drained(
+  pool: Pool,
+  redis: Redis,
+  keys: KeySchema,
+  partitions: number,
+  expected: number,
+): Promise<boolean> {
   const s = await flushState(pool, redis, keys, partitions);
   return s.pending === 0 && s.storedKeys.length >= expected;
 }

@@ -32,7 +32,9 @@ export async function waitFor<T>(
       lastError = err;
     }
     if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${String(lastError)}` : ''}`);
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${String(lastError)}` : ''}`,
+      );
     }
     await new Promise((r) => setTimeout(r, intervalMs));
   }
@@ -47,7 +49,12 @@ export interface ManagedProcess {
 }
 
 /** Starts a process whose output is kept (last 200 kB) for failure messages. */
-export function startProcess(command: string, args: string[], env: NodeJS.ProcessEnv, cwd?: string): ManagedProcess {
+export function startProcess(
+  command: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  cwd?: string,
+): ManagedProcess {
   const child = spawn(command, args, { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   const keep = (b: Buffer) => {
@@ -90,9 +97,21 @@ export async function startRedisServer(
   const port = options.port ?? (await freePort());
   const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'safepkg-redis-'));
   const args = [
-    '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '',
-    '--appendonly', options.appendonly ? 'yes' : 'no', '--appendfsync', 'everysec',
-    '--maxmemory-policy', 'noeviction', ...(options.extraArgs ?? []),
+    '--port',
+    String(port),
+    '--bind',
+    '127.0.0.1',
+    '--dir',
+    dir,
+    '--save',
+    '',
+    '--appendonly',
+    options.appendonly ? 'yes' : 'no',
+    '--appendfsync',
+    'everysec',
+    '--maxmemory-policy',
+    'noeviction',
+    ...(options.extraArgs ?? []),
   ];
   const proc = startProcess('redis-server', args, process.env);
   const url = `redis://127.0.0.1:${port}`;

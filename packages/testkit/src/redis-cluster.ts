@@ -27,14 +27,25 @@ export async function startRedisCluster(masters = 3): Promise<RedisClusterHandle
       servers.push(
         await startRedisServer({
           port,
-          extraArgs: ['--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`, '--cluster-node-timeout', '2000'],
+          extraArgs: [
+            '--cluster-enabled',
+            'yes',
+            '--cluster-config-file',
+            `nodes-${port}.conf`,
+            '--cluster-node-timeout',
+            '2000',
+          ],
         }),
       );
     }
     const addresses = servers.map((s) => `127.0.0.1:${s.port}`);
-    await run('redis-cli', ['--cluster', 'create', ...addresses, '--cluster-replicas', '0', '--cluster-yes'], {
-      timeout: 30000,
-    });
+    await run(
+      'redis-cli',
+      ['--cluster', 'create', ...addresses, '--cluster-replicas', '0', '--cluster-yes'],
+      {
+        timeout: 30000,
+      },
+    );
     await waitFor(
       async () => {
         for (const s of servers) {

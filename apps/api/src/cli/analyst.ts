@@ -17,7 +17,10 @@ async function call(path: string, body: unknown): Promise<unknown> {
   const base = process.env.SAFEPKG_URL ?? 'http://127.0.0.1:8080';
   const token = process.env.ADMIN_TOKEN;
   if (!token) throw new UsageError('ADMIN_TOKEN is not set');
-  const headers: Record<string, string> = { 'content-type': 'application/json', authorization: `Bearer ${token}` };
+  const headers: Record<string, string> = {
+    'content-type': 'application/json',
+    authorization: `Bearer ${token}`,
+  };
   if (process.env.SAFEPKG_ACTOR) headers['x-actor'] = process.env.SAFEPKG_ACTOR;
   const res = await fetch(new URL(path, base), { method: 'POST', headers, body: JSON.stringify(body) });
   const text = await res.text();
@@ -30,7 +33,8 @@ async function main(argv: string[]): Promise<void> {
   if (command === 'claim') {
     const i = rest.indexOf('--limit');
     const limit = i >= 0 ? Number(rest[i + 1]) : 10;
-    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new UsageError('--limit must be 1..1000');
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000)
+      throw new UsageError('--limit must be 1..1000');
     console.log(JSON.stringify(await call('/v1/admin/analysis/claim', { limit }), null, 2));
     return;
   }

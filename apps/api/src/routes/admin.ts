@@ -33,12 +33,18 @@ export function adminRouter(deps: AdminDeps): Router {
 
   const allPartitions = async () => {
     const configured = Array.from({ length: buffer.partitions }, (_, p) => p);
-    return [...configured, ...(await needDependency('could not list buffer partitions', buffer.strayPartitions()))];
+    return [
+      ...configured,
+      ...(await needDependency('could not list buffer partitions', buffer.strayPartitions())),
+    ];
   };
 
   router.get('/v1/admin/buffer', async (_req, res) => {
     const stats = await needDependency('could not read buffer stats', buffer.stats(await allPartitions()));
-    const lastFlush = await needDependency('could not read the last flush', deps.redis.get(deps.flusherStatusKey));
+    const lastFlush = await needDependency(
+      'could not read the last flush',
+      deps.redis.get(deps.flusherStatusKey),
+    );
     res.json({
       partitions: stats,
       depth: stats.reduce((a, s) => a + s.depth, 0),
@@ -65,7 +71,10 @@ export function adminRouter(deps: AdminDeps): Router {
   });
 
   router.get('/v1/admin/dead-letters', async (_req, res) => {
-    const letters = await needDependency('could not list dead letters', buffer.deadLetters(await allPartitions()));
+    const letters = await needDependency(
+      'could not list dead letters',
+      buffer.deadLetters(await allPartitions()),
+    );
     res.json({ deadLetters: letters.map(present) });
   });
 
@@ -81,7 +90,8 @@ export function adminRouter(deps: AdminDeps): Router {
     }
     const redriven = await needDependency('could not redrive dead letters', buffer.redrive(letters));
     // Retry them now rather than at the next scheduled tick: the operator is watching for the outcome.
-    if (redriven > 0) await throughRedis('redriven, but could not schedule a flush', deps.redis, deps.requestFlush);
+    if (redriven > 0)
+      await throughRedis('redriven, but could not schedule a flush', deps.redis, deps.requestFlush);
     res.json({ redriven });
   });
 

@@ -14,7 +14,10 @@ export function evaluationsRouter(evaluations: EvaluationService, claimTtlMs: nu
     let actor = 'admin';
     if (header !== undefined) {
       const parsed = actorSchema.safeParse(header);
-      if (!parsed.success) throw new ValidationError([{ path: 'X-Actor', message: parsed.error.issues[0]?.message ?? 'invalid' }]);
+      if (!parsed.success)
+        throw new ValidationError([
+          { path: 'X-Actor', message: parsed.error.issues[0]?.message ?? 'invalid' },
+        ]);
       actor = parsed.data;
     }
     res.json({ accepted: await evaluations.record(body.evaluations, actor) });
