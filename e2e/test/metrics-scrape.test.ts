@@ -1,5 +1,14 @@
 import { RedisBuffer } from '@safepkg/core';
-import { contextEnv, pkgs, startApp, useTestContext, waitFor, type RunningApp } from '@safepkg/testkit';
+import {
+  contextEnv,
+  parseMetrics,
+  pkgs,
+  startApp,
+  useTestContext,
+  waitFor,
+  type MetricSample,
+  type RunningApp,
+} from '@safepkg/testkit';
 import { check } from '../src/roundtrip';
 
 const ctx = useTestContext({
@@ -20,27 +29,12 @@ afterAll(async () => {
   await Promise.all([api?.kill('SIGTERM'), flusher?.kill('SIGTERM')]);
 });
 
-interface Sample {
-  name: string;
-  labels: Record<string, string>;
-  value: number;
-}
+type Sample = MetricSample;
 
-/** What a Prometheus server reads: the text exposition format, line by line. */
 async function scrape(url: string): Promise<Sample[]> {
   const res = await fetch(`${url}/metrics`);
   expect(res.status).toBe(200);
-  const samples: Sample[] = [];
-  for (const line of (await res.text()).split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!m) throw new Error(`unparsable metrics line: ${line}`);
-    const labels: Record<string, string> = {};
-    for (const [, k, v] of (m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g))
-      labels[k as string] = v as string;
-    samples.push({ name: m[1] as string, labels, value: Number(m[3]) });
-  }
-  return samples;
+  return parseMetrics(await res.text());
 }
 
 const series = (samples: Sample[], name: string, labels: Record<string, string> = {}) =>

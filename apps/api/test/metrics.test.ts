@@ -1,31 +1,12 @@
 import { Pool } from 'pg';
-import { freePort, pkgs, useTestContext } from '@safepkg/testkit';
+import { freePort, parseMetrics, pkgs, useTestContext, type MetricSample } from '@safepkg/testkit';
 import { ApiMetrics } from '../src/metrics';
 import { serveApp, type TestServer } from './helpers';
 
 const TOKEN = 'metrics-admin-token-0123456789';
 const ctx = useTestContext({ adminToken: TOKEN, bufferPartitions: 2 });
 
-interface Sample {
-  name: string;
-  labels: Record<string, string>;
-  value: number;
-}
-
-/** Parses the Prometheus text format (what a scraper reads), not prom-client's objects. */
-function parseMetrics(text: string): Sample[] {
-  const samples: Sample[] = [];
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!m) throw new Error(`unparsable metrics line: ${line}`);
-    const labels: Record<string, string> = {};
-    for (const [, k, v] of (m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g))
-      labels[k as string] = v as string;
-    samples.push({ name: m[1] as string, labels, value: Number(m[3]) });
-  }
-  return samples;
-}
+type Sample = MetricSample;
 
 const value = (samples: Sample[], name: string, labels: Record<string, string> = {}) =>
   samples

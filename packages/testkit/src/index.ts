@@ -7,3 +7,4 @@ export * from './redis-cluster';
 export * from './postgres-server';
 export * from './tcp-proxy';
 export * from './flush-state';
+export * from './prometheus';
