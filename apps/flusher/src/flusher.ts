@@ -11,7 +11,8 @@ import {
 } from '@safepkg/core';
 import { Backoff } from './backoff';
 import type { Checkpoint } from './crash-points';
-import { liveCursors, readRound, type PartitionCursor } from './flush-round';
+import { liveCursors, readRound, type PartitionCursor, type RoundEntry } from './flush-round';
+import { startPrefetch, type Prefetch } from './prefetch';
 import { LeaseKeeper } from './lease-keeper';
 import type { FlusherMetrics } from './metrics';
 import { RoundWriter, type PartitionCounts } from './round-writer';
@@ -168,10 +169,15 @@ export class Flusher {
     });
   }
 
-  /** Snapshots each held partition's seq, then writes rounds until every partition is drained, lost or the flusher stops. */
+  /**
+   * Snapshots each held partition's seq, then writes rounds until every partition is drained,
+   * lost or the flusher stops. Round N+1 is read from Redis while round N is written to
+   * PostgreSQL: the windows are disjoint (each read advances its cursor), and an entry read
+   * but never written simply stays pending, so a prefetched round is dropped on stop or error.
+   */
   private async drain(held: readonly LeaseKeeper[], result: TickResult): Promise<void> {
     if (held.length === 0) return;
-    const { buffer, config, checkpoint, logger, metrics } = this.deps;
+    const { buffer, config, checkpoint } = this.deps;
     await checkpoint?.('lease-held');
     const cursors: PartitionCursor[] = await Promise.all(
       held.map(async (lease) => ({
@@ -184,48 +190,72 @@ export class Flusher {
     const keeperOf = new Map(held.map((k) => [k.partition, k]));
     const isLost = (p: number) => keeperOf.get(p)?.isLost ?? true;
     const byPartition = new Map<number, PartitionFlushResult>();
-    while (!this.stopping) {
-      const round = await readRound(buffer, cursors, config.flushBatchSize);
-      if (round.length === 0) break;
-      await checkpoint?.('after-read');
-      const roundStarted = Date.now();
-      const end = metrics.batchDuration.startTimer();
-      const written = await this.writer.write(round, isLost);
-      end();
-      result.rounds++;
-      const partitions: Record<string, PartitionCounts> = {};
-      for (const [p, c] of written.byPartition) {
-        partitions[p] = c;
-        const total = byPartition.get(p) ?? {
-          partition: p,
-          rows: 0,
-          newRows: 0,
-          deadLettered: 0,
-          batches: 0,
-        };
-        byPartition.set(p, {
-          partition: p,
-          rows: total.rows + c.rows,
-          newRows: total.newRows + c.newRows,
-          deadLettered: total.deadLettered + c.deadLettered,
-          batches: total.batches + 1,
-        });
+    let prefetch: Prefetch | null = null;
+    try {
+      let round = this.stopping ? [] : await readRound(buffer, cursors, config.flushBatchSize);
+      while (round.length > 0) {
+        await checkpoint?.('after-read');
+        // Cursors exhausted by this read mean nothing is left to prefetch; the round in hand is still written.
+        prefetch =
+          !this.stopping && liveCursors(cursors).length > 0
+            ? startPrefetch(readRound(buffer, cursors, config.flushBatchSize))
+            : null;
+        await this.writeRound(round, isLost, result, byPartition);
+        if (this.stopping || !prefetch) break;
+        // Between rounds, as between batches before: a partition whose renewal fails is dropped from the
+        // tick. Every held lease, not only live cursors: the prefetched round may hold entries of a
+        // partition whose cursor that read exhausted.
+        await Promise.all(held.filter((k) => !k.isLost).map((k) => k.renew()));
+        round = await prefetch.entries;
+        prefetch = null;
       }
-      if (written.rows > 0 || written.deadLettered > 0) {
-        const { rows, newRows, deadLettered } = written;
-        logger.info(
-          { round: result.rounds, rows, newRows, deadLettered, ms: Date.now() - roundStarted, partitions },
-          'flushed round',
-        );
-      }
-      const next = liveCursors(cursors);
-      if (next.length === 0) break;
-      // Between rounds, as between batches before: a partition whose renewal fails is dropped from the tick.
-      await Promise.all(next.map((c) => c.lease.renew()));
+    } finally {
+      // A read still in flight when the tick ends (stop, error) is waited for, so the tick leaves no
+      // Redis call behind it, and its entries are dropped unwritten.
+      await prefetch?.settled;
     }
     result.partitions = [...byPartition.values()]
       .filter((r) => r.rows > 0 || r.deadLettered > 0)
       .sort((a, b) => a.partition - b.partition);
+  }
+
+  private async writeRound(
+    round: readonly RoundEntry[],
+    isLost: (partition: number) => boolean,
+    result: TickResult,
+    byPartition: Map<number, PartitionFlushResult>,
+  ): Promise<void> {
+    const { logger, metrics } = this.deps;
+    const roundStarted = Date.now();
+    const end = metrics.batchDuration.startTimer();
+    const written = await this.writer.write(round, isLost);
+    end();
+    result.rounds++;
+    const partitions: Record<string, PartitionCounts> = {};
+    for (const [p, c] of written.byPartition) {
+      partitions[p] = c;
+      const total = byPartition.get(p) ?? {
+        partition: p,
+        rows: 0,
+        newRows: 0,
+        deadLettered: 0,
+        batches: 0,
+      };
+      byPartition.set(p, {
+        partition: p,
+        rows: total.rows + c.rows,
+        newRows: total.newRows + c.newRows,
+        deadLettered: total.deadLettered + c.deadLettered,
+        batches: total.batches + 1,
+      });
+    }
+    if (written.rows > 0 || written.deadLettered > 0) {
+      const { rows, newRows, deadLettered } = written;
+      logger.info(
+        { round: result.rounds, rows, newRows, deadLettered, ms: Date.now() - roundStarted, partitions },
+        'flushed round',
+      );
+    }
   }
 
   private async record(result: TickResult): Promise<void> {
