@@ -84,6 +84,7 @@ function prefetchFlusher() {
 test('the next round is read from Redis while the current one is written to PostgreSQL; every round is still written', async () => {
   const t = prefetchFlusher();
   const keys = await bufferPackages(t.buffer, 500, 'overlap');
+  // A multiple of BATCH: the last round is full too, so even its write overlaps a (empty) prefetch.
   const readsWhenWriting: number[] = [];
   // Round 1's write cannot start until round 2 is read: without the overlap this tick would hang.
   t.store.beforeInsert = async () => {
