@@ -1,4 +1,5 @@
-import { packageKey, type KeySchema } from '@safepkg/core';
+import type { KeySchema } from '@safepkg/core';
+import { storedPackages } from '@safepkg/testkit';
 import type { Redis } from 'ioredis';
 import type { Pool } from 'pg';
 
@@ -46,26 +47,13 @@ export interface StoredAudit {
 }
 
 export async function auditStored(pool: Pool): Promise<StoredAudit> {
-  const { rows } = await pool.query<{ name: string; version_code: string; signature: string }>(
-    'SELECT name, version_code, signature FROM packages',
-  );
-  const stored = new Set(
-    rows.map((r) =>
-      packageKey({ name: r.name, versionCode: Number(r.version_code), signature: r.signature }),
-    ),
-  );
-  const q = await pool.query<{ queued: string; distinct_packages: string; orphans: string }>(
-    `SELECT count(*) AS queued, count(DISTINCT q.package_id) AS distinct_packages,
-            count(*) FILTER (WHERE p.id IS NULL) AS orphans
-       FROM analysis_queue q LEFT JOIN packages p ON p.id = q.package_id`,
-  );
-  const row = q.rows[0] as { queued: string; distinct_packages: string; orphans: string };
+  const { storedKeys, queued, queuedDistinct, queueOrphans } = await storedPackages(pool);
   return {
-    stored,
-    rows: rows.length,
-    queued: Number(row.queued),
-    queuedDistinct: Number(row.distinct_packages),
-    orphans: Number(row.orphans),
+    stored: new Set(storedKeys),
+    rows: storedKeys.length,
+    queued,
+    queuedDistinct,
+    orphans: queueOrphans,
   };
 }
 

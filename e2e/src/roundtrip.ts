@@ -1,5 +1,5 @@
 import { packageKey, type PackageRef } from '@safepkg/core';
-import { pkg } from '@safepkg/testkit';
+import { pkg, storedPackages } from '@safepkg/testkit';
 import type { Pool } from 'pg';
 
 export interface CheckResult extends PackageRef {
@@ -81,22 +81,6 @@ export async function countPackages(pool: Pool): Promise<number> {
 
 /** The stored set, and the analysis queue's count, distinct count and rows with no package. */
 export async function storedState(pool: Pool) {
-  const stored = await pool.query<{ name: string; version_code: string; signature: string }>(
-    'SELECT name, version_code, signature FROM packages',
-  );
-  const keys = stored.rows.map((r) =>
-    packageKey({ name: r.name, versionCode: Number(r.version_code), signature: r.signature }),
-  );
-  const queue = await pool.query<{ queued: string; distinct_packages: string; orphans: string }>(
-    `SELECT count(*) AS queued, count(DISTINCT q.package_id) AS distinct_packages,
-            count(*) FILTER (WHERE p.id IS NULL) AS orphans
-       FROM analysis_queue q LEFT JOIN packages p ON p.id = q.package_id`,
-  );
-  const q = queue.rows[0] as { queued: string; distinct_packages: string; orphans: string };
-  return {
-    storedKeys: keys,
-    queued: Number(q.queued),
-    queuedDistinct: Number(q.distinct_packages),
-    orphans: Number(q.orphans),
-  };
+  const { storedKeys, queued, queuedDistinct, queueOrphans } = await storedPackages(pool);
+  return { storedKeys, queued, queuedDistinct, orphans: queueOrphans };
 }

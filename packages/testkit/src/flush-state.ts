@@ -21,13 +21,7 @@ export async function bufferPackages(
   return keys;
 }
 
-export interface FlushState {
-  /** Package keys stored in PostgreSQL, sorted. */
-  storedKeys: string[];
-  /** Rows in analysis_queue, distinct package ids among them, and rows with no package. */
-  queued: number;
-  queuedDistinct: number;
-  queueOrphans: number;
+export interface FlushState extends StoredPackages {
   /** Entries still pending, and dead letters, over all given partitions. */
   pending: number;
   dead: number;
@@ -35,13 +29,17 @@ export interface FlushState {
   leases: number;
 }
 
-/** What a flush left behind, read with SQL and Redis commands only (no product code in the way). */
-export async function flushState(
-  pool: Pool,
-  redis: Redis,
-  keys: KeySchema,
-  partitions: number,
-): Promise<FlushState> {
+export interface StoredPackages {
+  /** Package keys stored in PostgreSQL, sorted. */
+  storedKeys: string[];
+  /** Rows in analysis_queue, distinct package ids among them, and rows with no package. */
+  queued: number;
+  queuedDistinct: number;
+  queueOrphans: number;
+}
+
+/** What PostgreSQL holds: the stored package keys and the analysis queue's totals, by SQL alone. */
+export async function storedPackages(pool: Pool): Promise<StoredPackages> {
   const stored = await pool.query<{ name: string; version_code: string; signature: string }>(
     'SELECT name, version_code, signature FROM packages',
   );
@@ -54,6 +52,22 @@ export async function flushState(
        FROM analysis_queue q LEFT JOIN packages p ON p.id = q.package_id`,
   );
   const row = q.rows[0] as { queued: string; distinct_packages: string; orphans: string };
+  return {
+    storedKeys,
+    queued: Number(row.queued),
+    queuedDistinct: Number(row.distinct_packages),
+    queueOrphans: Number(row.orphans),
+  };
+}
+
+/** What a flush left behind, read with SQL and Redis commands only (no product code in the way). */
+export async function flushState(
+  pool: Pool,
+  redis: Redis,
+  keys: KeySchema,
+  partitions: number,
+): Promise<FlushState> {
+  const db = await storedPackages(pool);
   let pending = 0;
   let dead = 0;
   let leases = 0;
@@ -64,10 +78,7 @@ export async function flushState(
     leases += await redis.exists(k.lock);
   }
   return {
-    storedKeys,
-    queued: Number(row.queued),
-    queuedDistinct: Number(row.distinct_packages),
-    queueOrphans: Number(row.orphans),
+    ...db,
     pending,
     dead,
     leases,
