@@ -6,10 +6,11 @@ import {
   type NewPackage,
   type PackageRef,
 } from '@safepkg/core';
-import type { TestContext } from '@safepkg/testkit';
-import type { Pool } from 'pg';
+import { startTcpProxy, type TcpProxy, type TestContext } from '@safepkg/testkit';
+import { Pool } from 'pg';
 import { Flusher, type FlusherDeps } from '../src/flusher';
 import { FlusherMetrics } from '../src/metrics';
+import { absorbClientErrors } from '../src/pool-errors';
 
 /** The real store, counting its batch writes (each one PostgreSQL transaction). */
 export class CountingStore extends PackageStore {
@@ -72,4 +73,27 @@ export function countStatements(pool: Pool): { readonly count: number } {
     };
   });
   return counter;
+}
+
+/**
+ * A pool that reaches the test database through a TCP proxy the test can block, so that
+ * PostgreSQL "goes away" for this flusher only. Errors of its connections are absorbed as the
+ * flusher's main does, so a cut mid-flush cannot crash the test process.
+ */
+export async function proxiedPool(
+  ctx: TestContext,
+): Promise<{ proxy: TcpProxy; pool: Pool; close(): Promise<void> }> {
+  const direct = new URL(ctx.db.url);
+  const proxy = await startTcpProxy(Number(direct.port || 5432));
+  direct.host = `127.0.0.1:${proxy.port}`;
+  const pool = new Pool({ connectionString: direct.toString(), max: 2, connectionTimeoutMillis: 2000 });
+  absorbClientErrors(pool, () => undefined);
+  return {
+    proxy,
+    pool,
+    async close() {
+      await pool.end().catch(() => undefined);
+      await proxy.close();
+    },
+  };
 }

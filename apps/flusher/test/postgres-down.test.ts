@@ -1,8 +1,7 @@
-import { Pool } from 'pg';
-import { bufferPackages, flushState, startTcpProxy, useTestContext, type TcpProxy } from '@safepkg/testkit';
+import type { Pool } from 'pg';
+import { bufferPackages, flushState, useTestContext, type TcpProxy } from '@safepkg/testkit';
 import { Backoff } from '../src/backoff';
-import { absorbClientErrors } from '../src/pool-errors';
-import { counterValue, testFlusher } from './helpers';
+import { counterValue, proxiedPool, testFlusher } from './helpers';
 
 const ctx = useTestContext({
   bufferPartitions: 2,
@@ -12,18 +11,14 @@ const ctx = useTestContext({
 });
 let proxy: TcpProxy;
 let pool: Pool;
+let closeProxied: (() => Promise<void>) | undefined;
 
 beforeAll(async () => {
-  const direct = new URL(ctx.db.url);
-  proxy = await startTcpProxy(Number(direct.port || 5432));
-  direct.host = `127.0.0.1:${proxy.port}`;
-  pool = new Pool({ connectionString: direct.toString(), max: 2, connectionTimeoutMillis: 2000 });
-  absorbClientErrors(pool, () => undefined);
+  ({ proxy, pool, close: closeProxied } = await proxiedPool(ctx));
 });
 
 afterAll(async () => {
-  await pool?.end().catch(() => undefined);
-  await proxy?.close();
+  await closeProxied?.();
 });
 
 test('PostgreSQL unreachable: nothing is written, dropped or dead-lettered; ticks back off exponentially until it is back', async () => {

@@ -1,16 +1,8 @@
-import { Pool } from 'pg';
-import {
-  bufferPackages,
-  flushState,
-  startTcpProxy,
-  useTestContext,
-  waitFor,
-  type TcpProxy,
-} from '@safepkg/testkit';
+import type { Pool } from 'pg';
+import { bufferPackages, flushState, useTestContext, waitFor, type TcpProxy } from '@safepkg/testkit';
 import { RedisBuffer, type BufferEntry, type NewPackage, type PackageRef } from '@safepkg/core';
 import { Backoff } from '../src/backoff';
-import { absorbClientErrors } from '../src/pool-errors';
-import { CountingStore, testFlusher } from './helpers';
+import { CountingStore, proxiedPool, testFlusher } from './helpers';
 
 const PARTITIONS = 2;
 const BATCH = 100;
@@ -18,18 +10,14 @@ const ctx = useTestContext({ bufferPartitions: PARTITIONS, flushBatchSize: BATCH
 const state = () => flushState(ctx.db.pool, ctx.redis, ctx.keys, PARTITIONS);
 let proxy: TcpProxy;
 let pool: Pool;
+let closeProxied: (() => Promise<void>) | undefined;
 
 beforeAll(async () => {
-  const direct = new URL(ctx.db.url);
-  proxy = await startTcpProxy(Number(direct.port || 5432));
-  direct.host = `127.0.0.1:${proxy.port}`;
-  pool = new Pool({ connectionString: direct.toString(), max: 2, connectionTimeoutMillis: 2000 });
-  absorbClientErrors(pool, () => undefined);
+  ({ proxy, pool, close: closeProxied } = await proxiedPool(ctx));
 });
 
 afterAll(async () => {
-  await pool?.end().catch(() => undefined);
-  await proxy?.close();
+  await closeProxied?.();
 });
 
 beforeEach(async () => {
