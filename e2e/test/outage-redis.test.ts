@@ -84,17 +84,24 @@ test('Redis down: direct batched PostgreSQL write, degraded; both down: 503 unav
   await pg.start();
 
   redisServer = await redisServer.restart();
-  const after = pkgs(0, 50, 'redisback');
-  const resumed = await waitFor(
+  // Wait for the api itself to report both dependencies reachable before sending the check that
+  // must buffer. Probing with that check instead would race the api's reconnect: every attempt
+  // answered before it would write the same packages straight to PostgreSQL (known, not pending).
+  await waitFor(
     async () => {
-      const res = await postCheck(api.url, after);
-      return res.status === 200 && res.degraded === false ? res : null;
+      const res = await fetch(`${api.url}/readyz`);
+      const body = (await res.json()) as { checks?: { postgres?: boolean; redis?: boolean } };
+      return body.checks?.postgres === true && body.checks.redis === true;
     },
-    { what: 'checks to answer undegraded once Redis is back' },
+    { what: 'the api to report Redis and PostgreSQL reachable again' },
   );
-  // Those the degraded attempts above wrote directly answer known; the rest are buffered again.
-  expect(resumed.results.every((r) => r.known || r.pending)).toBe(true);
-  expect(resumed.results.some((r) => r.pending)).toBe(true);
+  // Packages no degraded attempt has touched: each must be buffered again, none written directly.
+  const after = pkgs(0, 50, 'redisback');
+  const resumed = await postCheck(api.url, after);
+  expect(resumed.status).toBe(200);
+  expect(resumed.degraded).toBe(false);
+  expect(resumed.results.map(packageKey)).toEqual(after.map(packageKey));
+  expect(resumed.results.every((r) => r.pending && !r.known)).toBe(true);
 
   await waitFor(async () => (await audit()).pending === 0, {
     timeoutMs: 30000,
