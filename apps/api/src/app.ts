@@ -86,10 +86,11 @@ export function createApp(deps: AppDeps): Express {
     });
     next();
   });
-  app.use(express.json({ limit: '1mb', strict: true, type: 'application/json' }));
-
+  // Probes, metrics and this document take no body: mounted before the JSON parser, a GET that
+  // carries a malformed or oversized body is still answered instead of refused with 400 or 413.
   app.use(healthRouter({ pool, redis, registry: metrics.registry }));
   app.use(openApiRouter());
+  app.use(express.json({ limit: '1mb', strict: true, type: 'application/json' }));
   const limiter = rateLimit({
     redis,
     keyPrefix: keys.rateLimitPrefix(),

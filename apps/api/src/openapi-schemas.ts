@@ -272,7 +272,11 @@ export const componentSchemas: JsonObject = {
       },
     },
   },
-  ErrorEnvelope: {
+};
+
+/** The error envelope around a given schema of `code`. */
+function envelope(code: JsonObject): JsonObject {
+  return {
     type: 'object',
     additionalProperties: false,
     required: ['error'],
@@ -282,7 +286,7 @@ export const componentSchemas: JsonObject = {
         additionalProperties: false,
         required: ['code', 'message', 'details'],
         properties: {
-          code: { type: 'string', description: 'stable machine-readable code' },
+          code,
           message: { type: 'string', description: 'for humans; may change' },
           details: {
             type: 'array',
@@ -299,16 +303,17 @@ export const componentSchemas: JsonObject = {
         },
       },
     },
-  },
-};
-
-/** The envelope with its `code` pinned to the codes a status can carry. */
-export function errorSchema(codes: readonly string[]): JsonObject {
-  return {
-    allOf: [ref('ErrorEnvelope')],
-    type: 'object',
-    properties: { error: { type: 'object', properties: { code: { enum: [...codes] } } } },
   };
+}
+
+/**
+ * The envelope with its `code` pinned to the codes a status can carry: a whole schema, not an
+ * `allOf` over a shared envelope, because `additionalProperties: false` inside one branch of an
+ * `allOf` does not see the other branch's properties (linters and generators read such a
+ * composition as refusing `message` and `details`).
+ */
+export function errorSchema(codes: readonly string[]): JsonObject {
+  return envelope({ type: 'string', enum: [...codes], description: 'stable machine-readable code' });
 }
 
 export const examplePackage = { name: 'com.example.app', versionCode: 42, signature: EXAMPLE_SIGNATURE };

@@ -96,6 +96,8 @@ const bodyErrors: JsonObject = { '400': use('BadRequest'), '413': use('PayloadTo
 const jsonOnly: JsonObject = { ...bodyErrors, '415': use('UnsupportedMediaType') };
 const adminCommon: JsonObject = { ...v1Common, '401': use('Unauthorized'), '404': use('NotFound') };
 const admin = { tags: ['admin'], security: [{ adminToken: [] }] };
+// Declared, not left out: an operation without `security` reads as "whatever the root says".
+const noToken = { security: [] };
 
 const body = (schema: string, example: JsonObject, required = true): JsonObject => ({
   required,
@@ -120,6 +122,7 @@ function paths(): JsonObject {
   return {
     '/v1/packages/check': {
       post: {
+        ...noToken,
         operationId: 'checkPackages',
         tags: ['packages'],
         summary: 'What is known about each package; buffers the ones never seen',
@@ -141,6 +144,7 @@ function paths(): JsonObject {
     },
     '/v1/packages/{name}/{versionCode}/{signature}': {
       get: {
+        ...noToken,
         operationId: 'getPackage',
         tags: ['packages'],
         summary: 'One package, read-only (buffers nothing)',
@@ -279,6 +283,7 @@ function paths(): JsonObject {
     },
     '/healthz': {
       get: {
+        ...noToken,
         operationId: 'healthz',
         tags: ['operations'],
         summary: 'Liveness: the process answers',
@@ -287,6 +292,7 @@ function paths(): JsonObject {
     },
     '/readyz': {
       get: {
+        ...noToken,
         operationId: 'readyz',
         tags: ['operations'],
         summary: 'Readiness: 503 only when neither Redis nor PostgreSQL answers',
@@ -307,6 +313,7 @@ function paths(): JsonObject {
     },
     '/metrics': {
       get: {
+        ...noToken,
         operationId: 'metrics',
         tags: ['operations'],
         summary: 'Prometheus metrics (text exposition format)',
@@ -320,6 +327,7 @@ function paths(): JsonObject {
     },
     '/openapi.json': {
       get: {
+        ...noToken,
         operationId: 'openapi',
         tags: ['operations'],
         summary: 'This document',
@@ -346,7 +354,8 @@ export function openApiDocument(): JsonObject {
         'Package reputation for Android devices. Every error is `{ "error": { "code", "message", "details" } }`; ' +
         'request bodies are JSON, at most 1 MB.',
     },
-    servers: [{ url: 'http://localhost:8080' }],
+    // Relative: the API is wherever this document was fetched from (each deployment has its own host).
+    servers: [{ url: '/', description: 'the api that served this document' }],
     tags: [
       { name: 'packages', description: 'device-facing' },
       { name: 'admin', description: 'operators and analysts (bearer ADMIN_TOKEN)' },

@@ -1,3 +1,4 @@
+import { request } from 'node:http';
 import { connect } from 'node:net';
 import { Writable } from 'node:stream';
 import type { AddressInfo } from 'node:net';
@@ -321,4 +322,24 @@ test('deeply nested JSON and prototype keys are refused with 400; nothing is pol
 
   expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
   expect(await stateFingerprint()).toBe(before);
+});
+
+test('probes, metrics and the OpenAPI document ignore a body: a malformed or oversized one is not a 400 or 413', async () => {
+  const get = (path: string, body: string) =>
+    new Promise<number>((resolve, reject) => {
+      const req = request(`${server.url}${path}`, {
+        method: 'GET',
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+      });
+      req.on('response', (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+  for (const path of ['/healthz', '/readyz', '/metrics', '/openapi.json']) {
+    expect([path, await get(path, '{"not json')]).toEqual([path, 200]);
+    expect([path, await get(path, `"${'x'.repeat(1_100_000)}"`)]).toEqual([path, 200]);
+  }
 });
