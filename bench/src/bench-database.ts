@@ -6,9 +6,16 @@ import { Client } from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import type { Catalogue } from './catalogue';
 
+let benchServer: string | null = null;
+
+/** Points every database of this invocation at a private server (the split topology's). */
+export function useBenchServer(url: string | null): void {
+  benchServer = url;
+}
+
 /** The server the benchmark creates its own databases on (never touches any other database). */
 export function pgUrl(database = 'postgres'): string {
-  const u = new URL(process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres');
+  const u = new URL(benchServer ?? process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres');
   u.pathname = `/${database}`;
   return u.toString();
 }

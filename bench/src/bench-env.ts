@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import type { CatalogueOptions } from './catalogue';
+import type { Topology } from './topology';
 
 /** What every part of one benchmark invocation shares. */
 export interface BenchEnv {
@@ -14,6 +15,8 @@ export interface BenchEnv {
   apiProcesses: number;
   packagesPerDevice: number;
   seed: number;
+  /** Where the apps run (cores, private or shared servers). */
+  topology: Topology;
   /** Directory for .cpuprofile files when profiling, else null. */
   profileDir: string | null;
   log: (message: string) => void;

@@ -13,6 +13,11 @@ export interface CatalogueOptions {
   hotExponent: number;
 }
 
+/** The catalogue every benchmark run uses (200,000 known apps, 2,000 hot ones, Zipf(1) both). */
+export function benchCatalogue(seed: number): CatalogueOptions {
+  return { seed, knownApps: 200_000, knownExponent: 1.0, hotApps: 2_000, hotExponent: 1.0 };
+}
+
 export type PackageKind = 'known' | 'hot' | 'tail';
 
 function signatureOf(namespace: string, i: number): string {

@@ -112,7 +112,8 @@ export async function runDrain(env: BenchEnv, entries: number): Promise<DrainRes
     const nodeArgs = env.profileDir
       ? ['--cpu-prof', `--cpu-prof-dir=${join(env.profileDir, 'drain', 'flusher')}`]
       : [];
-    const flusher = await startApp('flusher', appEnv(env, databaseUrl), nodeArgs);
+    // The drain runs alone: the flusher takes the api's cores, off PostgreSQL's.
+    const flusher = await startApp('flusher', appEnv(env, databaseUrl), nodeArgs, env.topology.api);
     const depthOverTime: { tMs: number; depth: number }[] = [];
     let firstDrop: number | null = null;
     try {

@@ -50,7 +50,7 @@ export async function runFreshness(
       ? await startStack(env, databaseUrl, 'buffered', 'freshness')
       : {
           apis: [],
-          flusher: await startApp('flusher', appEnv(env, databaseUrl)),
+          flusher: await startApp('flusher', appEnv(env, databaseUrl), [], env.topology.flusher),
           stop: async () => undefined,
         };
   const poller = new Client({ connectionString: pgUrl(BENCH_DATABASE) });

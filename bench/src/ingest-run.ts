@@ -3,6 +3,7 @@ import { loadavg } from 'node:os';
 import { configDefaults, KeySchema } from '@safepkg/core';
 import { Redis } from 'ioredis';
 import { Client } from 'pg';
+import { totalCpuMs } from './cpu-time';
 import { BENCH_DATABASE, databaseStats, insertedSince, resetBenchDatabase } from './bench-database';
 import { appEnv, type BenchEnv } from './bench-env';
 import { Catalogue } from './catalogue';
@@ -12,12 +13,16 @@ import { LookupProbe } from './lookup-probe';
 import { sleep, startApp, type AppProcess } from './processes';
 import { deletePrefix } from './redis-prefix';
 
-export type ScenarioName = 'steady' | 'storm';
+export type ScenarioName = 'hit' | 'steady' | 'new' | 'storm';
 export type WriteMode = 'buffered' | 'direct';
 
 export const SCENARIO_SHARES: Record<ScenarioName, PackageShares> = {
+  // Only known apps, with every one of them in the cache before the load: the cache-hit path.
+  hit: { known: 1, hot: 0, tail: 0 },
   // 95 % known; the unknown 5 % mostly long tail, a little of a slow release wave.
   steady: { known: 0.95, hot: 0.01, tail: 0.04 },
+  // Every package never seen before: the all-new storm, buffering (or inserting) everything.
+  new: { known: 0, hot: 0, tail: 1 },
   // Half unknown: a wave of new releases every device reports (hot keys) plus a long tail.
   storm: { known: 0.5, hot: 0.1, tail: 0.4 },
 };
@@ -42,6 +47,12 @@ export interface IngestResult {
   load: LoadResult;
   /** Side-process lookups (100 keys each) per second during the load. */
   lookupsPerS: number;
+  /** CPU time of the api processes during the load (/proc/<pid>/stat), per checked package. */
+  apiCpu: CpuPerPackage;
+  /** The flusher's CPU over the same window (buffered only). */
+  flusherCpuMs: number | null;
+  /** When PostgreSQL writes were actually blocked, in seconds since the load started. */
+  writeStallWindowS: { from: number; to: number } | null;
   postgres: {
     newPackages: number;
     queuedForAnalysis: number;
@@ -56,6 +67,26 @@ export interface IngestResult {
   /** Buffered: time from the end of the load until the buffer was empty. */
   drainAfterLoadMs: number | null;
   loadavg: number[];
+}
+
+export interface CpuPerPackage {
+  /** user + system CPU ms of all the processes over the load window. */
+  cpuMs: number;
+  /** Packages answered with a 2xx in that window. */
+  packages: number;
+  usPerPackage: number;
+  /** CPU ms per wall ms, summed over the processes (2 = two cores busy). */
+  coresBusy: number;
+}
+
+export function cpuPerPackage(cpuMs: number, load: LoadResult, packagesPerDevice: number): CpuPerPackage {
+  const packages = load.ok * packagesPerDevice;
+  return {
+    cpuMs,
+    packages,
+    usPerPackage: packages > 0 ? (cpuMs * 1000) / packages : Number.NaN,
+    coresBusy: cpuMs / (load.durationS * 1000),
+  };
 }
 
 /** Entries pending over the configured partitions (the apps run with the default count). */
@@ -87,8 +118,10 @@ export async function startStack(
       : [];
   const base = appEnv(env, databaseUrl, { WRITE_MODE: writeMode });
   const [flusher, ...apis] = await Promise.all([
-    writeMode === 'buffered' ? startApp('flusher', base, nodeArgs('flusher')) : null,
-    ...Array.from({ length: env.apiProcesses }, () => startApp('api', base, nodeArgs('api'))),
+    writeMode === 'buffered' ? startApp('flusher', base, nodeArgs('flusher'), env.topology.flusher) : null,
+    ...Array.from({ length: env.apiProcesses }, () =>
+      startApp('api', base, nodeArgs('api'), env.topology.api),
+    ),
   ]);
   return {
     apis: apis as AppProcess[],
@@ -121,6 +154,9 @@ export async function runIngest(env: BenchEnv, spec: IngestSpec): Promise<Ingest
     });
     let load: LoadResult;
     let lookupsPerS: number;
+    let apiCpuMs: number;
+    let flusherCpuMs: number | null = null;
+    let writeStallWindowS: IngestResult['writeStallWindowS'] = null;
     let drainAfterLoadMs: number | null = null;
     const before = await databaseStats();
     try {
@@ -130,10 +166,15 @@ export async function runIngest(env: BenchEnv, spec: IngestSpec): Promise<Ingest
         packagesPerDevice: env.packagesPerDevice,
         shares: SCENARIO_SHARES[spec.scenario],
       });
+      if (spec.scenario === 'hit') await warmCache(stack.apis[0] as AppProcess, new Catalogue(env.catalogue));
       const from = probe.mark();
+      const loadStart = Date.now();
       const stall = spec.writeStall
         ? holdWriteLock(databaseUrl, spec.writeStall.atS * 1000, spec.writeStall.forMs)
         : null;
+      const apiPids = stack.apis.map((a) => a.child.pid as number);
+      const cpuBefore = totalCpuMs(apiPids);
+      const flusherBefore = stack.flusher ? totalCpuMs([stack.flusher.child.pid as number]) : 0;
       load = await runLoad({
         urls: stack.apis.map((a) => a.url),
         durationS: spec.durationS,
@@ -141,7 +182,11 @@ export async function runIngest(env: BenchEnv, spec: IngestSpec): Promise<Ingest
         overallRate: spec.rate,
         simulator,
       });
-      await stall;
+      apiCpuMs = totalCpuMs(apiPids) - cpuBefore;
+      if (stack.flusher) flusherCpuMs = totalCpuMs([stack.flusher.child.pid as number]) - flusherBefore;
+      const held = await stall;
+      if (held)
+        writeStallWindowS = { from: (held.from - loadStart) / 1000, to: (held.to - loadStart) / 1000 };
       await sleep(250);
       lookupsPerS = LookupProbe.rate(from, probe.mark());
       if (stack.flusher) {
@@ -167,6 +212,9 @@ export async function runIngest(env: BenchEnv, spec: IngestSpec): Promise<Ingest
       spec,
       load,
       lookupsPerS,
+      apiCpu: cpuPerPackage(apiCpuMs, load, env.packagesPerDevice),
+      flusherCpuMs,
+      writeStallWindowS,
       postgres: {
         newPackages: inserted.rows,
         queuedForAnalysis: inserted.queued,
@@ -205,17 +253,104 @@ export async function runBaselineLookups(env: BenchEnv, durationS: number): Prom
   }
 }
 
-/** After `afterMs`, blocks every write to `packages` (not reads) for `forMs`. */
-async function holdWriteLock(databaseUrl: string, afterMs: number, forMs: number): Promise<void> {
+/**
+ * After `afterMs`, blocks every write to `packages` (not reads) for `forMs`; returns when
+ * the lock was held (Date.now()), for the charts.
+ */
+async function holdWriteLock(
+  databaseUrl: string,
+  afterMs: number,
+  forMs: number,
+): Promise<{ from: number; to: number }> {
   const c = new Client({ connectionString: databaseUrl });
   await c.connect();
   try {
     await sleep(afterMs);
     await c.query('BEGIN');
     await c.query('LOCK TABLE packages IN SHARE MODE');
+    const from = Date.now();
     await sleep(forMs);
     await c.query('COMMIT');
+    return { from, to: Date.now() };
   } finally {
     await c.end();
+  }
+}
+
+/**
+ * Puts every known app in the cache through the api (a check of each finds it in PostgreSQL
+ * and fills the cache), so the `hit` scenario measures the cache-hit path alone.
+ */
+export async function warmCache(api: AppProcess, catalogue: Catalogue): Promise<void> {
+  const n = catalogue.options.knownApps;
+  const per = 1000;
+  for (let i = 0; i < n; i += per) {
+    const packages = Array.from({ length: Math.min(per, n - i) }, (_, j) => catalogue.known(i + j));
+    const res = await fetch(`${api.url}/v1/packages/check`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ packages }),
+    });
+    if (!res.ok) throw new Error(`cache warm-up: ${res.status} ${await res.text()}`);
+  }
+}
+
+export interface FloorResult {
+  /** The api run whose load it repeated (runName). */
+  like: string;
+  /**
+   * `same-rate`: at the request rate that api run achieved (its offered rate, when fixed), so
+   * CPU per package compares at equal load: per-request and idle-wakeup costs do not shrink
+   * with load, so a lightly loaded server spends more per package (measured here: 3.7 µs at
+   * 177k pkg/s, 12 µs at 4.9k pkg/s). `max`: closed loop, the floor's throughput.
+   */
+  kind: 'same-rate' | 'max';
+  /** The api run's spec, and this floor run's (the rate it was driven at). */
+  likeSpec: IngestSpec;
+  spec: IngestSpec;
+  load: LoadResult;
+  cpu: CpuPerPackage;
+}
+
+/**
+ * The floor server (floor-server.ts) under the load of an api run just finished: as many
+ * processes, on the same cores, the same device stream from its start, against the cache
+ * that run left. The api's CPU per package ÷ this is what the check path costs above the stack.
+ */
+export async function runFloor(
+  env: BenchEnv,
+  like: IngestResult,
+  kind: FloorResult['kind'],
+  durationS: number,
+): Promise<FloorResult> {
+  const spec: IngestSpec = {
+    ...like.spec,
+    durationS,
+    rate: kind === 'max' ? undefined : (like.spec.rate ?? Math.max(1, Math.round(like.load.requestsPerS))),
+  };
+  const base = appEnv(env, '', {});
+  const floors = await Promise.all(
+    Array.from({ length: env.apiProcesses }, () => startApp('floor', base, [], env.topology.api)),
+  );
+  try {
+    const simulator = new DeviceSimulator(new Catalogue(env.catalogue), {
+      seed: env.seed + (spec.scenario === 'storm' ? 1 : 0),
+      stream: spec.scenario,
+      packagesPerDevice: env.packagesPerDevice,
+      shares: SCENARIO_SHARES[spec.scenario],
+    });
+    const pids = floors.map((f) => f.child.pid as number);
+    const before = totalCpuMs(pids);
+    const load = await runLoad({
+      urls: floors.map((f) => f.url),
+      durationS,
+      connections: spec.connections,
+      overallRate: spec.rate,
+      simulator,
+    });
+    const cpu = cpuPerPackage(totalCpuMs(pids) - before, load, env.packagesPerDevice);
+    return { like: like.name, kind, likeSpec: like.spec, spec, load, cpu };
+  } finally {
+    await Promise.all(floors.map((f) => f.stop()));
   }
 }

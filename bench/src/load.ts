@@ -26,6 +26,10 @@ export interface LoadResult {
   requestsPerS: number;
   packagesPerS: number;
   latencyMs: { p50: number; p95: number; p99: number; max: number; mean: number };
+  /** Per second of the load (by when the response arrived): responses and their p99. */
+  perSecond: { second: number; responses: number; p99Ms: number }[];
+  /** Date.now() when the load started, to place other events (a write stall) on perSecond. */
+  startedAtMs: number;
 }
 
 /**
@@ -36,7 +40,9 @@ export interface LoadResult {
  */
 export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   const latencies: number[] = [];
+  const bySecond: number[][] = [];
   const statusCodes: Record<string, number> = {};
+  const startedAtMs = Date.now();
   const per = options.urls.length;
   const results = await Promise.all(
     options.urls.map(
@@ -70,6 +76,8 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
           );
           instance.on('response', (_client, statusCode, _bytes, responseTime) => {
             latencies.push(responseTime);
+            const second = Math.floor((Date.now() - startedAtMs) / 1000);
+            (bySecond[second] ??= []).push(responseTime);
             statusCodes[statusCode] = (statusCodes[statusCode] ?? 0) + 1;
           });
         }),
@@ -100,5 +108,11 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       max,
       mean: latencies.reduce((a, b) => a + b, 0) / Math.max(1, latencies.length),
     },
+    perSecond: Array.from(bySecond, (l = [], second) => ({
+      second,
+      responses: l.length,
+      p99Ms: l.length ? (percentiles(l, [99])[0] as number) : 0,
+    })),
+    startedAtMs,
   };
 }

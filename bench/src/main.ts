@@ -4,14 +4,16 @@ import { cpus, loadavg, totalmem } from 'node:os';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
-import { BENCH_DATABASE, ensureBenchTemplate, withClient } from './bench-database';
+import { BENCH_DATABASE, ensureBenchTemplate, useBenchServer, withClient } from './bench-database';
 import { RESULTS_DIR, type BenchEnv } from './bench-env';
-import { Catalogue, type CatalogueOptions } from './catalogue';
-import { chartPath, drainLine, groupedBars, renderSvg } from './charts';
+import { benchCatalogue, Catalogue } from './catalogue';
+import type { TopLevelSpec } from 'vega-lite';
+import { chartPath, drainLine, groupedBars, p99OverTime, renderSvg, type BarDatum } from './charts';
 import { runDrain } from './drain';
 import { runFreshness } from './freshness';
 import {
   runBaselineLookups,
+  runFloor,
   runIngest,
   type IngestResult,
   type IngestSpec,
@@ -21,12 +23,18 @@ import { findProfiles, summariseProfile } from './profile-summary';
 import { checkTargets, markdown, type BenchResults } from './report';
 import { runSchemaBench } from './schema-bench';
 import { deletePrefix } from './redis-prefix';
+import { startTopologyServers, type PrivateServer } from './private-servers';
+import { describeTopology, planTopology, type Layout } from './topology';
 
 const PARTS = ['ingest', 'drain', 'freshness', 'schema'] as const;
 type Part = (typeof PARTS)[number];
+/** The ingest part's runs, in the order they run; `--runs=` picks some. */
+const RUNS = ['hit', 'steady', 'steady-fixed', 'new', 'storm', 'storm-fixed', 'stall'] as const;
+type RunGroup = (typeof RUNS)[number];
+const QUICK_RUNS: RunGroup[] = ['hit', 'steady', 'storm-fixed'];
 
 const USAGE = `usage: node dist/main.js [--quick] [--only=ingest,drain,freshness,schema] [--profile]
-  [--api-processes=N] [--duration=S] [--storm-rate=REQ_PER_S] [--steady-rate=REQ_PER_S]
+  [--topology=split|shared] [--runs=${RUNS.join(',')}] [--api-processes=N] [--duration=S] [--storm-rate=REQ_PER_S] [--steady-rate=REQ_PER_S]
   [--drain-entries=N] [--schema-packages=N] [--seed=N]`;
 
 function parseCli() {
@@ -35,6 +43,8 @@ function parseCli() {
       quick: { type: 'boolean', default: false },
       only: { type: 'string' },
       profile: { type: 'boolean', default: false },
+      topology: { type: 'string' },
+      runs: { type: 'string' },
       'api-processes': { type: 'string' },
       duration: { type: 'string' },
       'storm-rate': { type: 'string' },
@@ -56,12 +66,20 @@ function parseCli() {
       ? (['ingest', 'drain', 'freshness'] as Part[])
       : [...PARTS];
   for (const p of only) if (!PARTS.includes(p)) throw new Error(`unknown part "${p}"\n${USAGE}`);
+  const runs = values.runs ? (values.runs.split(',') as RunGroup[]) : quick ? QUICK_RUNS : [...RUNS];
+  for (const r of runs) if (!RUNS.includes(r)) throw new Error(`unknown run "${r}"\n${USAGE}`);
   const num = (v: string | undefined, d: number) => (v === undefined ? d : Number(v));
+  const layout = (values.topology ?? (cpus().length >= 2 ? 'split' : 'shared')) as Layout;
+  if (layout !== 'split' && layout !== 'shared') throw new Error(`unknown topology "${layout}"\n${USAGE}`);
+  const topology = planTopology(layout);
   return {
+    topology,
+    runs: new Set(runs),
     quick,
     only: new Set(only),
     profile: values.profile === true,
-    apiProcesses: num(values['api-processes'], 2),
+    // One per api core in the split layout; two on the shared one, as before.
+    apiProcesses: num(values['api-processes'], topology.api ? topology.api.length : 2),
     durationS: num(values.duration, quick ? 3 : 15),
     stormRate: values['storm-rate'] ? Number(values['storm-rate']) : null,
     steadyRate: num(values['steady-rate'], 1000),
@@ -101,24 +119,44 @@ async function main(): Promise<void> {
   const started = new Date();
   const t0 = Date.now();
   const log = (m: string) => console.log(`[bench +${((Date.now() - t0) / 1000).toFixed(1)}s] ${m}`);
-  const catalogueOptions: CatalogueOptions = {
-    seed: cli.seed,
-    knownApps: 200_000,
-    knownExponent: 1.0,
-    hotApps: 2_000,
-    hotExponent: 1.0,
-  };
-  const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+  const needsStack = cli.only.has('ingest') || cli.only.has('drain') || cli.only.has('freshness');
+  const servers =
+    needsStack && cli.topology.servers === 'private' ? await startTopologyServers(cli.topology) : null;
+  if (servers) useBenchServer(servers.postgres.url);
+  log(`topology ${describeTopology(cli.topology)}`);
+  try {
+    await benchmark(cli, started, log, servers);
+  } finally {
+    await servers?.postgres.remove();
+    await servers?.redis.remove();
+  }
+}
+
+async function benchmark(
+  cli: ReturnType<typeof parseCli>,
+  started: Date,
+  log: (m: string) => void,
+  servers: { postgres: PrivateServer; redis: PrivateServer } | null,
+): Promise<void> {
+  const catalogueOptions = benchCatalogue(cli.seed);
+  const redisUrl = servers?.redis.url ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
   mkdirSync(RESULTS_DIR, { recursive: true });
   const id = stamp(started);
   const profileDir = cli.profile ? join(RESULTS_DIR, 'profiles', id) : null;
   const results: Omit<BenchResults, 'targets' | 'finishedAt' | 'profiles' | 'loadavgAtEnd'> = {
+    floor: [],
     startedAt: started.toISOString(),
     quick: cli.quick,
     machine: await machine(redisUrl),
     loadavgAtStart: loadavg(),
     settings: {
       parts: [...cli.only],
+      runs: [...cli.runs],
+      topology: {
+        ...cli.topology,
+        postgresSettings: servers?.postgres.settings ?? null,
+        redisSettings: servers?.redis.settings ?? null,
+      },
       apiProcesses: cli.apiProcesses,
       durationS: cli.durationS,
       packagesPerDevice: 100,
@@ -153,6 +191,7 @@ async function main(): Promise<void> {
       apiProcesses: cli.apiProcesses,
       packagesPerDevice: 100,
       seed: cli.seed,
+      topology: cli.topology,
       profileDir,
       log,
     };
@@ -174,16 +213,39 @@ async function main(): Promise<void> {
       );
       return r;
     };
+    // The floor server under the load of an api run just finished (same stream, cores and
+    // cache): at the rate that run achieved, and for a closed-loop run also at its own maximum.
+    const floor = async (like: IngestResult): Promise<void> => {
+      for (const kind of like.spec.rate ? (['same-rate'] as const) : (['same-rate', 'max'] as const)) {
+        const f = await runFloor(env as BenchEnv, like, kind, Math.min(like.spec.durationS, 10));
+        results.floor.push(f);
+        log(
+          `  floor (${kind}, like ${f.like}): ${Math.round(f.load.packagesPerS)} pkg/s, ${f.cpu.usPerPackage.toFixed(2)} µs CPU/pkg`,
+        );
+      }
+    };
     const modes = ['buffered', 'direct'] as const;
     const closed = async (scenario: ScenarioName) => {
       const out: IngestResult[] = [];
       for (const writeMode of modes)
         out.push(await run({ scenario, writeMode, durationS: cli.durationS, connections: 32 }));
+      // The floor at buffered's rate: the targets are buffered's.
+      await floor(out[0] as IngestResult);
       return out;
     };
-    await closed('steady');
-    let stormRate = cli.stormRate;
-    if (!cli.quick) {
+    const runs = cli.runs;
+    if (runs.has('hit')) {
+      // The cache-hit path: every write mode answers it alike, so it runs once.
+      const hit = await run({
+        scenario: 'hit',
+        writeMode: 'buffered',
+        durationS: cli.durationS,
+        connections: 32,
+      });
+      await floor(hit);
+    }
+    if (runs.has('steady')) await closed('steady');
+    if (runs.has('steady-fixed'))
       for (const writeMode of modes)
         await run({
           scenario: 'steady',
@@ -192,15 +254,30 @@ async function main(): Promise<void> {
           connections: 64,
           rate: cli.steadyRate,
         });
+    if (runs.has('new')) await closed('new');
+    let stormRate = cli.stormRate;
+    if (runs.has('storm')) {
       const stormMax = await closed('storm');
       // Equal offered load for both modes: 60 % of the slower mode's closed-loop rate, unless given.
       stormRate ??= Math.max(10, Math.round(0.6 * Math.min(...stormMax.map((r) => r.load.requestsPerS))));
     }
-    // Quick runs skip the calibration: a rate any machine that runs the tests sustains.
+    // Without the closed-loop storm to calibrate on: a rate any machine that runs the tests sustains.
     stormRate ??= 40;
-    for (const writeMode of modes)
-      await run({ scenario: 'storm', writeMode, durationS: cli.durationS, connections: 64, rate: stormRate });
-    if (!cli.quick) {
+    if (runs.has('storm-fixed')) {
+      const fixed: IngestResult[] = [];
+      for (const writeMode of modes)
+        fixed.push(
+          await run({
+            scenario: 'storm',
+            writeMode,
+            durationS: cli.durationS,
+            connections: 64,
+            rate: stormRate,
+          }),
+        );
+      await floor(fixed[0] as IngestResult);
+    }
+    if (runs.has('stall')) {
       // The same load with PostgreSQL refusing writes for 3 s in the middle (reads go on).
       const writeStall = { atS: Math.floor(cli.durationS / 3), forMs: 3000 };
       for (const writeMode of modes)
@@ -244,6 +321,8 @@ async function main(): Promise<void> {
   }
 
   if (cli.only.has('schema')) {
+    // issue 9's schema measurements keep their database on the shared server between runs.
+    useBenchServer(null);
     results.schema = await runSchemaBench({ packages: cli.schemaPackages, quick: cli.quick, log });
     const s = results.schema;
     log(
@@ -265,45 +344,79 @@ async function main(): Promise<void> {
   const md = markdown(full);
   writeFileSync(join(RESULTS_DIR, `${id}.md`), `${md}\n`);
 
+  const chart = async (spec: TopLevelSpec, name: string) => {
+    const overlaps = await renderSvg(spec, chartPath(RESULTS_DIR, id, name));
+    if (overlaps.length) log(`chart ${name}: axis labels overlap: ${overlaps.join('; ')}`);
+  };
   if (full.ingest.length) {
-    const bars = (value: (r: IngestResult) => number) =>
-      full.ingest.map((r) => ({
-        run: `${r.spec.scenario} ${r.spec.rate ? 'fixed' : 'max'}${r.spec.writeStall ? ' +stall' : ''}`,
-        mode: r.spec.writeMode,
-        value: value(r),
-      }));
-    await renderSvg(
+    const label = (spec: IngestSpec) =>
+      `${spec.scenario} ${spec.rate ? 'fixed' : 'max'}${spec.writeStall ? ' +stall' : ''}`;
+    const bars = (value: (r: IngestResult) => number): BarDatum[] =>
+      full.ingest.map((r) => ({ run: label(r.spec), mode: r.spec.writeMode, value: value(r) }));
+    await chart(
       groupedBars(
-        'Checked packages per second',
+        'Checked packages per second (tick: the floor server, closed loop)',
         'packages/s',
         bars((r) => r.load.packagesPerS),
+        full.floor
+          .filter((f) => f.kind === 'max')
+          .map((f) => ({ run: label(f.spec), value: f.load.packagesPerS })),
       ),
-      chartPath(RESULTS_DIR, id, 'throughput'),
+      'throughput',
     );
-    await renderSvg(
+    await chart(
+      groupedBars(
+        'api CPU per checked package (tick: the floor server at the same request rate)',
+        'µs of CPU per package',
+        bars((r) => r.apiCpu.usPerPackage),
+        // Drawn over the run it repeated (its own spec carries the rate it was driven at).
+        full.floor
+          .filter((f) => f.kind === 'same-rate')
+          .map((f) => ({
+            run: label(f.likeSpec),
+            value: f.cpu.usPerPackage,
+          })),
+      ),
+      'cpu',
+    );
+    const stalled = full.ingest.filter((r) => r.spec.writeStall);
+    if (stalled.length)
+      await chart(
+        p99OverTime(
+          'Storm at a fixed rate through a 3 s PostgreSQL write stall: p99 per second',
+          stalled.flatMap((r) =>
+            r.load.perSecond.map((p) => ({ mode: r.spec.writeMode, second: p.second, p99Ms: p.p99Ms })),
+          ),
+          stalled.flatMap((r) =>
+            r.writeStallWindowS ? [{ mode: r.spec.writeMode, ...r.writeStallWindowS }] : [],
+          ),
+        ),
+        'stall',
+      );
+    await chart(
       groupedBars(
         'Request latency p99',
         'p99 (ms)',
         bars((r) => r.load.latencyMs.p99),
       ),
-      chartPath(RESULTS_DIR, id, 'p99'),
+      'p99',
     );
-    await renderSvg(
+    await chart(
       groupedBars(
         'Lookup capacity left (100-key lookups/s)',
         'lookups/s',
         bars((r) => r.lookupsPerS),
       ),
-      chartPath(RESULTS_DIR, id, 'lookups'),
+      'lookups',
     );
   }
   if (full.drain)
-    await renderSvg(
+    await chart(
       drainLine(
         `Drain of ${full.drain.entries.toLocaleString('en-US')} buffered entries`,
         full.drain.depthOverTime,
       ),
-      chartPath(RESULTS_DIR, id, 'drain'),
+      'drain',
     );
   console.log(`\n${md}`);
   log(`results: ${relative(process.cwd(), join(RESULTS_DIR, `${id}.json`))} (+ .md, charts)`);

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { pinned } from './topology';
 
 // bench runs from its built output (dist/), and @safepkg/testkit is consumed from source
 // only (never built), so the few process helpers the benchmark needs live here.
@@ -41,8 +42,11 @@ export async function waitFor<T>(
   }
 }
 
+/** The two apps, and the benchmark's floor server (bench/dist/floor-server.js). */
+export type AppName = 'api' | 'flusher' | 'floor';
+
 export interface AppProcess {
-  app: 'api' | 'flusher';
+  app: AppName;
   child: ChildProcess;
   url: string;
   output(): string;
@@ -50,15 +54,24 @@ export interface AppProcess {
   stop(graceMs?: number): Promise<void>;
 }
 
-/** Starts a built app (apps/<app>/dist/main.js) and waits for its /healthz. */
+/**
+ * Starts a built app (apps/<app>/dist/main.js, or the floor server) on `cores` (any core when
+ * null) and waits for its /healthz. taskset execs node, so `child.pid` is node's own pid.
+ */
 export async function startApp(
-  app: 'api' | 'flusher',
+  app: AppName,
   env: NodeJS.ProcessEnv,
   nodeArgs: string[] = [],
+  cores: number[] | null = null,
+  /** Another build's main.js instead (the api comparison runs two). */
+  script?: string,
 ): Promise<AppProcess> {
   const port = await freePort();
-  const portEnv = app === 'api' ? { PORT: String(port) } : { FLUSHER_PORT: String(port) };
-  const child = spawn(process.execPath, [...nodeArgs, join(REPO_ROOT, 'apps', app, 'dist', 'main.js')], {
+  const portEnv = app === 'flusher' ? { FLUSHER_PORT: String(port) } : { PORT: String(port) };
+  script ??=
+    app === 'floor' ? join(__dirname, 'floor-server.js') : join(REPO_ROOT, 'apps', app, 'dist', 'main.js');
+  const [cmd, argv] = pinned(cores, process.execPath, [...nodeArgs, script]);
+  const child = spawn(cmd, argv, {
     env: { ...env, ...portEnv },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

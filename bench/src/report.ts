@@ -1,6 +1,6 @@
 import type { DrainResult } from './drain';
 import type { FreshnessResult } from './freshness';
-import type { IngestResult } from './ingest-run';
+import type { FloorResult, IngestResult } from './ingest-run';
 import type { SelfTime } from './profile-summary';
 import type { SchemaResult } from './schema-bench';
 import { round } from './stats';
@@ -22,6 +22,8 @@ export interface BenchResults {
   settings: Record<string, unknown>;
   baselineLookupsPerS: number | null;
   ingest: IngestResult[];
+  /** The floor server under the same loads (see floor-server.ts). */
+  floor: FloorResult[];
   drain: DrainResult | null;
   freshness: FreshnessResult[];
   schema: SchemaResult | null;
@@ -54,12 +56,51 @@ function find(
   );
 }
 
+/**
+ * The floor at equal request rate for a run: repeating that run, or (the direct run of a
+ * closed-loop pair) repeating its buffered twin of the same scenario and load.
+ */
+export function floorFor(floor: readonly FloorResult[], run: IngestResult): FloorResult | undefined {
+  const same = floor.filter((f) => f.kind === 'same-rate');
+  return (
+    same.find((f) => f.like === run.name) ??
+    same.find(
+      (f) =>
+        f.likeSpec.scenario === run.spec.scenario &&
+        f.likeSpec.rate === run.spec.rate &&
+        f.likeSpec.connections === run.spec.connections &&
+        Boolean(f.likeSpec.writeStall) === Boolean(run.spec.writeStall),
+    )
+  );
+}
+
+/** api CPU per package ÷ the floor's, or null without a floor for the run. */
+export function overFloor(floor: readonly FloorResult[], run: IngestResult): number | null {
+  const f = floorFor(floor, run);
+  return f ? run.apiCpu.usPerPackage / f.cpu.usPerPackage : null;
+}
+
 /** Each target of the brief, from what was measured; null = not measured in this run. */
 export function checkTargets(
   r: Omit<BenchResults, 'targets' | 'finishedAt' | 'profiles' | 'loadavgAtEnd'>,
 ): TargetCheck[] {
   const out: TargetCheck[] = [];
   const add = (target: string, measured: string, met: boolean | null) => out.push({ target, measured, met });
+  for (const [scenario, fixed, bound] of [
+    ['hit', false, 1.5],
+    ['new', false, 2.5],
+    ['storm', false, 2.5],
+  ] as const) {
+    const run = find(r.ingest, scenario, 'buffered', fixed);
+    const ratio = run ? overFloor(r.floor, run) : null;
+    if (!run || ratio === null) continue;
+    const f = floorFor(r.floor, run) as FloorResult;
+    add(
+      `${{ hit: 'cache-hit path', new: 'all-new storm, buffered', storm: 'storm (50 % new), buffered' }[scenario]}, closed loop: api CPU per package ≤ ${bound}× the floor`,
+      `${fmt(run.apiCpu.usPerPackage, 2)} / ${fmt(f.cpu.usPerPackage, 2)} µs = ${fmt(ratio, 2)}×`,
+      ratio <= bound,
+    );
+  }
   const steady = find(r.ingest, 'steady', 'buffered', true) ?? find(r.ingest, 'steady', 'buffered', false);
   if (steady) {
     add(
@@ -153,7 +194,9 @@ export function checkTargets(
 export function markdown(r: BenchResults): string {
   const lines: string[] = [];
   lines.push(`# safepkg benchmark ${r.startedAt}${r.quick ? ' (quick)' : ''}`, '');
+  const topology = r.settings.topology as { layout?: string } | undefined;
   lines.push(
+    `Topology: ${topology?.layout ?? 'shared'} (placement in settings.topology of the JSON).`,
     `Machine: ${r.machine.cpuModel}, ${r.machine.cpus} cores, ${fmt(r.machine.totalMemMb)} MB; node ${r.machine.node}; ${r.machine.postgres}; Redis ${r.machine.redis}.`,
     `Load average at start ${r.loadavgAtStart.map((x) => x.toFixed(2)).join(' ')}, at end ${r.loadavgAtEnd.map((x) => x.toFixed(2)).join(' ')} (the machine is shared: numbers are noisy).`,
     `Settings: ${Object.entries(r.settings)
@@ -164,13 +207,26 @@ export function markdown(r: BenchResults): string {
   if (r.ingest.length) {
     lines.push('## Ingest scenarios', '');
     lines.push(
-      '| run | load | pkg/s | req/s | p50 ms | p95 ms | p99 ms | errors / non-2xx | new pkgs | PG write xacts | per 10k new | lookups/s left | drain after |',
+      '| run | load | pkg/s | req/s | p50 ms | p95 ms | p99 ms | errors / non-2xx | new pkgs | PG write xacts | per 10k new | lookups/s left | drain after | api µs CPU/pkg | ÷ floor |',
     );
-    lines.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+    lines.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
     for (const x of r.ingest) {
       const l = x.load;
       lines.push(
-        `| ${x.spec.scenario} ${x.spec.writeMode} | ${x.spec.rate ? `${x.spec.rate} req/s fixed` : `closed, ${x.spec.connections} conns`}${x.spec.writeStall ? `, writes blocked ${x.spec.writeStall.forMs / 1000} s` : ''} | ${fmt(l.packagesPerS)} | ${fmt(l.requestsPerS)} | ${fmt(l.latencyMs.p50, 1)} | ${fmt(l.latencyMs.p95, 1)} | ${fmt(l.latencyMs.p99, 1)} | ${l.errors} / ${l.non2xx} | ${fmt(x.postgres.newPackages)} | ${fmt(x.postgres.writeTransactions)} | ${fmt(x.postgres.writeTransactionsPer10k, 2)} | ${fmt(x.lookupsPerS)} | ${x.drainAfterLoadMs === null ? '–' : `${fmt(x.drainAfterLoadMs)} ms`} |`,
+        `| ${x.spec.scenario} ${x.spec.writeMode} | ${x.spec.rate ? `${x.spec.rate} req/s fixed` : `closed, ${x.spec.connections} conns`}${x.spec.writeStall ? `, writes blocked ${x.spec.writeStall.forMs / 1000} s` : ''} | ${fmt(l.packagesPerS)} | ${fmt(l.requestsPerS)} | ${fmt(l.latencyMs.p50, 1)} | ${fmt(l.latencyMs.p95, 1)} | ${fmt(l.latencyMs.p99, 1)} | ${l.errors} / ${l.non2xx} | ${fmt(x.postgres.newPackages)} | ${fmt(x.postgres.writeTransactions)} | ${fmt(x.postgres.writeTransactionsPer10k, 2)} | ${fmt(x.lookupsPerS)} | ${x.drainAfterLoadMs === null ? '–' : `${fmt(x.drainAfterLoadMs)} ms`} | ${fmt(x.apiCpu.usPerPackage, 2)} | ${fmt(overFloor(r.floor, x), 2)} |`,
+      );
+    }
+    if (r.floor.length) {
+      lines.push(
+        '',
+        'Floor server (node:http, JSON.parse, one MGET, an answer of the same shape; as many processes, the same cores, device stream and cache). `same-rate`: at the request rate the api run achieved (what ÷ floor divides by); `max`: closed loop.',
+        '',
+        '| like run | load | pkg/s | p99 ms | µs CPU/pkg | cores busy |',
+        '|---|---|---:|---:|---:|---:|',
+        ...r.floor.map(
+          (f) =>
+            `| ${f.like} | ${f.kind}${f.spec.rate ? `, ${f.spec.rate} req/s` : ''} | ${fmt(f.load.packagesPerS)} | ${fmt(f.load.latencyMs.p99, 1)} | ${fmt(f.cpu.usPerPackage, 2)} | ${fmt(f.cpu.coresBusy, 2)} |`,
+        ),
       );
     }
     lines.push(

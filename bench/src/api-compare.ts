@@ -1,0 +1,119 @@
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { ensureBenchTemplate, resetBenchDatabase, useBenchServer } from './bench-database';
+import { appEnv, type BenchEnv } from './bench-env';
+import { benchCatalogue, Catalogue } from './catalogue';
+import { totalCpuMs } from './cpu-time';
+import { DeviceSimulator } from './devices';
+import { cpuPerPackage, SCENARIO_SHARES, warmCache, type ScenarioName } from './ingest-run';
+import { runLoad } from './load';
+import { startTopologyServers } from './private-servers';
+import { startApp, type AppProcess } from './processes';
+import { describeTopology, planTopology } from './topology';
+
+const USAGE = `usage: node dist/api-compare.js --api=LABEL:path/to/apps/api/dist/main.js [--api=…] [--scenario=hit|new|steady|storm]
+  [--rate=REQ_PER_S_EACH] [--connections=N_EACH] [--duration=S] [--rounds=N]`;
+
+/**
+ * CPU per checked package of several api builds and the floor server, side by side in one
+ * load: each server gets the same request rate from one load generator at the same time, on
+ * the same core(s), so a busy machine disturbs them alike. What it is for: before/after
+ * ratios of a change on a machine that is not quiet (the full benchmark needs a quiet one).
+ * Buffered mode (with a flusher) when the scenario has new packages.
+ */
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      api: { type: 'string', multiple: true },
+      scenario: { type: 'string', default: 'hit' },
+      rate: { type: 'string', default: '100' },
+      connections: { type: 'string', default: '16' },
+      duration: { type: 'string', default: '8' },
+      rounds: { type: 'string', default: '1' },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  const apis = (values.api ?? []).map((a) => {
+    const at = a.indexOf(':');
+    return { label: a.slice(0, at), script: resolve(a.slice(at + 1)) };
+  });
+  const scenario = values.scenario as ScenarioName;
+  if (values.help || apis.length === 0 || !(scenario in SCENARIO_SHARES)) {
+    console.log(USAGE);
+    process.exit(values.help ? 0 : 2);
+  }
+  const topology = planTopology('split');
+  const servers = await startTopologyServers(topology);
+  useBenchServer(servers.postgres.url);
+  const log = (m: string) => console.log(m);
+  log(`topology ${describeTopology(topology)}`);
+  const env: BenchEnv = {
+    quick: true,
+    redisUrl: servers.redis.url,
+    keyPrefix: 'safepkgbench',
+    template: '',
+    seedRows: 200_000,
+    catalogue: benchCatalogue(20260101),
+    apiProcesses: apis.length,
+    packagesPerDevice: 100,
+    seed: 20260101,
+    topology,
+    profileDir: null,
+    log,
+  };
+  const started: AppProcess[] = [];
+  try {
+    env.template = await ensureBenchTemplate(new Catalogue(env.catalogue), log);
+    const databaseUrl = await resetBenchDatabase(env.template);
+    const base = appEnv(env, databaseUrl, { WRITE_MODE: 'buffered' });
+    if (scenario !== 'hit') started.push(await startApp('flusher', base, [], topology.flusher));
+    const targets: { label: string; proc: AppProcess }[] = [];
+    for (const a of apis)
+      targets.push({ label: a.label, proc: await startApp('api', base, [], topology.api, a.script) });
+    targets.push({ label: 'floor', proc: await startApp('floor', base, [], topology.api) });
+    started.push(...targets.map((t) => t.proc));
+    if (scenario === 'hit') await warmCache(targets[0]?.proc as AppProcess, new Catalogue(env.catalogue));
+    const simulator = new DeviceSimulator(new Catalogue(env.catalogue), {
+      seed: env.seed,
+      stream: scenario,
+      packagesPerDevice: env.packagesPerDevice,
+      shares: SCENARIO_SHARES[scenario],
+    });
+    const rate = Number(values.rate);
+    for (let round = 1; round <= Number(values.rounds); round++) {
+      const pids = targets.map((t) => t.proc.child.pid as number);
+      const before = pids.map((p) => totalCpuMs([p]));
+      const perServer = await Promise.all(
+        targets.map(async (t, i) => {
+          const load = await runLoad({
+            urls: [t.proc.url],
+            durationS: Number(values.duration),
+            connections: Number(values.connections),
+            overallRate: rate,
+            simulator,
+          });
+          return {
+            label: t.label,
+            load,
+            cpu: cpuPerPackage(totalCpuMs([pids[i] as number]) - (before[i] as number), load, 100),
+          };
+        }),
+      );
+      const floor = perServer.find((s) => s.label === 'floor');
+      log(`round ${round}, ${scenario}, ${rate} req/s to each server for ${values.duration} s:`);
+      for (const s of perServer)
+        log(
+          `  ${s.label.padEnd(8)} ${Math.round(s.load.packagesPerS).toString().padStart(7)} pkg/s  p99 ${s.load.latencyMs.p99.toFixed(1).padStart(7)} ms  ${s.cpu.usPerPackage.toFixed(2).padStart(6)} µs CPU/pkg  ÷ floor ${floor ? (s.cpu.usPerPackage / floor.cpu.usPerPackage).toFixed(2) : '–'}  non-2xx ${s.load.non2xx} errors ${s.load.errors}`,
+        );
+    }
+  } finally {
+    await Promise.all(started.map((p) => p.stop()));
+    await servers.postgres.remove();
+    await servers.redis.remove();
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error('api-compare failed:', err);
+  process.exit(1);
+});
