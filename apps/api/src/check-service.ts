@@ -86,8 +86,10 @@ export class CheckService {
 
   async check(refs: readonly PackageRef[], now = Date.now()): Promise<CheckAnswer> {
     const { cache, metrics } = this.deps;
+    // Each ref's key once: the answer is looked up by it again at the end.
+    const refKeys = refs.map(packageKey);
     const unique = new Map<string, PackageRef>();
-    for (const r of refs) unique.set(packageKey(r), r);
+    refs.forEach((r, i) => unique.set(refKeys[i] as string, r));
     const keys = [...unique.keys()];
     const answers = new Map<string, PackageResult>();
 
@@ -140,8 +142,8 @@ export class CheckService {
     }
     await fill;
 
-    const results = refs.map((r) => answers.get(packageKey(r)) as PackageResult);
-    for (const r of results) metrics.packages.inc({ status: r.status });
+    const results = refKeys.map((k) => answers.get(k) as PackageResult);
+    this.countStatuses(results);
     metrics.checks.inc({ outcome: degraded ? 'degraded' : 'ok' });
     return { results, degraded };
   }
@@ -197,9 +199,10 @@ export class CheckService {
 
   private async bufferUnknown(unknown: PackageRef[], now: number, answers: Map<string, PackageResult>) {
     const { buffer, metrics } = this.deps;
+    const keys = unknown.map(packageKey);
     let already: boolean[];
     try {
-      already = await buffer.add(unknown.map((ref) => ({ key: packageKey(ref), payload: { t: now } })));
+      already = await buffer.add(keys.map((key) => ({ key, payload: { t: now } })));
     } catch (err) {
       if (err instanceof BufferFullError) metrics.bufferAdds.inc({ result: 'buffer_full' }, unknown.length);
       throw err;
@@ -207,7 +210,7 @@ export class CheckService {
     let fresh = 0;
     unknown.forEach((ref, i) => {
       if (!already[i]) fresh++;
-      answers.set(packageKey(ref), unknownResult(ref, true));
+      answers.set(keys[i] as string, unknownResult(ref, true));
     });
     metrics.bufferAdds.inc({ result: 'new' }, fresh);
     metrics.bufferAdds.inc({ result: 'already_pending' }, unknown.length - fresh);
@@ -223,8 +226,9 @@ export class CheckService {
     }
     this.deps.metrics.directWrites.inc(unknown.length);
     for (const ref of unknown) {
-      const row = rows.get(packageKey(ref));
-      answers.set(packageKey(ref), row ? fromStatus(ref, statusOf(row)) : unknownResult(ref, false));
+      const key = packageKey(ref);
+      const row = rows.get(key);
+      answers.set(key, row ? fromStatus(ref, statusOf(row)) : unknownResult(ref, false));
     }
   }
 
@@ -236,6 +240,13 @@ export class CheckService {
       // A failed fill only costs a later cache miss.
       this.deps.logger.warn({ err }, 'cache fill failed');
     }
+  }
+
+  /** One counter update per status present, not per package (a labelled inc hashes its labels). */
+  private countStatuses(results: readonly PackageResult[]) {
+    const counts = new Map<Status, number>();
+    for (const r of results) counts.set(r.status, (counts.get(r.status) ?? 0) + 1);
+    for (const [status, n] of counts) this.deps.metrics.packages.inc({ status }, n);
   }
 
   private degrade(dependency: 'redis' | 'postgres', err: unknown) {

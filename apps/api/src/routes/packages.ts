@@ -1,14 +1,15 @@
 import { Router } from 'express';
 import { parseOrThrow } from '@safepkg/core';
+import { parseCheckBody } from '../check-body';
 import type { CheckService } from '../check-service';
 import { NotFoundError, requireJson, sendError } from '../http-errors';
-import { checkBodySchema, packageParamsSchema } from '../schemas';
+import { packageParamsSchema } from '../schemas';
 
 export function packagesRouter(checks: CheckService): Router {
   const router = Router();
 
   router.post('/v1/packages/check', requireJson, async (req, res) => {
-    const { packages } = parseOrThrow(checkBodySchema, req.body);
+    const packages = parseCheckBody(req.body);
     res.json(await checks.check(packages));
   });
 
