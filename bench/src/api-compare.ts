@@ -12,7 +12,7 @@ import { startApp, type AppProcess } from './processes';
 import { describeTopology, planTopology } from './topology';
 
 const USAGE = `usage: node dist/api-compare.js --api=LABEL:path/to/apps/api/dist/main.js [--api=…] [--scenario=hit|new|steady|storm]
-  [--rate=REQ_PER_S_EACH] [--connections=N_EACH] [--duration=S] [--rounds=N]`;
+  [--rate=REQ_PER_S_EACH] [--connections=N_EACH] [--duration=S] [--rounds=N] [--profile-dir=DIR]`;
 
 /**
  * CPU per checked package of several api builds and the floor server, side by side in one
@@ -30,6 +30,7 @@ async function main(): Promise<void> {
       connections: { type: 'string', default: '16' },
       duration: { type: 'string', default: '8' },
       rounds: { type: 'string', default: '1' },
+      'profile-dir': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -68,8 +69,11 @@ async function main(): Promise<void> {
     const base = appEnv(env, databaseUrl, { WRITE_MODE: 'buffered' });
     if (scenario !== 'hit') started.push(await startApp('flusher', base, [], topology.flusher));
     const targets: { label: string; proc: AppProcess }[] = [];
-    for (const a of apis)
-      targets.push({ label: a.label, proc: await startApp('api', base, [], topology.api, a.script) });
+    const profileDir = values['profile-dir'];
+    for (const a of apis) {
+      const nodeArgs = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${resolve(profileDir, a.label)}`] : [];
+      targets.push({ label: a.label, proc: await startApp('api', base, nodeArgs, topology.api, a.script) });
+    }
     targets.push({ label: 'floor', proc: await startApp('floor', base, [], topology.api) });
     started.push(...targets.map((t) => t.proc));
     if (scenario === 'hit') await warmCache(targets[0]?.proc as AppProcess, new Catalogue(env.catalogue));

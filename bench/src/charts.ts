@@ -159,8 +159,8 @@ export function p99OverTime(
         data: { values: points },
         mark: { type: 'line', point: { size: 12 } },
         encoding: {
-          x: { field: 'second', type: 'quantitative', title: 'seconds since the load started' },
-          y: { field: 'p99Ms', type: 'quantitative', title: 'p99 of the responses in that second (ms)' },
+          x: { field: 'second', type: 'quantitative', title: 'second of the load the request was sent in' },
+          y: { field: 'p99Ms', type: 'quantitative', title: 'p99 of those requests (ms)' },
           color: { field: 'mode', type: 'nominal', title: 'WRITE_MODE' },
         },
       },

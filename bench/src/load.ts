@@ -26,7 +26,11 @@ export interface LoadResult {
   requestsPerS: number;
   packagesPerS: number;
   latencyMs: { p50: number; p95: number; p99: number; max: number; mean: number };
-  /** Per second of the load (by when the response arrived): responses and their p99. */
+  /**
+   * Per second of the load, by when the request was sent (response time back from arrival), so
+   * that the requests sent while PostgreSQL stalled show their wait in the seconds they were
+   * sent; seconds without a response are left out rather than shown as 0 ms.
+   */
   perSecond: { second: number; responses: number; p99Ms: number }[];
   /** Date.now() when the load started, to place other events (a write stall) on perSecond. */
   startedAtMs: number;
@@ -76,7 +80,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
           );
           instance.on('response', (_client, statusCode, _bytes, responseTime) => {
             latencies.push(responseTime);
-            const second = Math.floor((Date.now() - startedAtMs) / 1000);
+            const second = Math.max(0, Math.floor((Date.now() - responseTime - startedAtMs) / 1000));
             (bySecond[second] ??= []).push(responseTime);
             statusCodes[statusCode] = (statusCodes[statusCode] ?? 0) + 1;
           });
@@ -108,11 +112,9 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       max,
       mean: latencies.reduce((a, b) => a + b, 0) / Math.max(1, latencies.length),
     },
-    perSecond: Array.from(bySecond, (l = [], second) => ({
-      second,
-      responses: l.length,
-      p99Ms: l.length ? (percentiles(l, [99])[0] as number) : 0,
-    })),
+    perSecond: bySecond.flatMap((l, second) =>
+      l.length ? [{ second, responses: l.length, p99Ms: percentiles(l, [99])[0] as number }] : [],
+    ),
     startedAtMs,
   };
 }
