@@ -4,6 +4,7 @@ import type { Pool, PoolClient } from 'pg';
 
 type Queryable = Pick<Pool, 'query'> | PoolClient;
 import { from as copyFrom } from 'pg-copy-streams';
+import { statementName } from './db';
 import { packageKey, type PackageRef } from './package-key';
 
 export type Verdict = 'safe' | 'malicious' | 'suspicious';
@@ -101,7 +102,7 @@ export class PackageStore {
     const found = new Map<string, StoredPackage>();
     if (refs.length === 0) return found;
     const { rows } = await db.query<PackageRowDb>({
-      name: 'safepkg-lookup-many',
+      name: statementName(this.pool, 'safepkg-lookup-many'),
       text: `SELECT ${PACKAGE_COLUMNS}
         FROM unnest($1::text[], $2::bigint[], $3::text[]) AS k(name, version_code, signature)
         JOIN packages p ON p.name = k.name AND p.version_code = k.version_code AND p.signature = k.signature`,
@@ -173,7 +174,7 @@ export class PackageStore {
     if (rows.length === 0) return out;
     const [names, versions, signatures] = keyArrays(rows.map((r) => r.ref));
     const { rows: inserted } = await this.pool.query<PackageRowDb>({
-      name: 'safepkg-insert-direct',
+      name: statementName(this.pool, 'safepkg-insert-direct'),
       text: `WITH ins AS (
           INSERT INTO packages AS p (name, version_code, signature, first_seen_at)
           SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::timestamptz[])

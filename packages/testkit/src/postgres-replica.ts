@@ -112,7 +112,7 @@ export async function startPostgresReplica(primary: PostgresServer): Promise<Pos
     },
     stop: control.stop,
     start: control.start,
-    kill: () => control.signalAll('SIGKILL'),
+    kill: control.kill,
     async remove() {
       await control.signalAll('SIGCONT').catch(() => undefined);
       if (await control.running()) await control.stop('immediate').catch(() => undefined);

@@ -4,7 +4,7 @@ import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ensureDatabase, migrate } from '@safepkg/core';
-import { freePort } from './processes';
+import { freePort, waitFor } from './processes';
 
 const run = promisify(execFile);
 
@@ -67,7 +67,23 @@ export interface ServerControl {
   stop(mode: PostgresStopMode): Promise<void>;
   running(): Promise<boolean>;
   signalAll(signal: 'SIGSTOP' | 'SIGCONT' | 'SIGKILL'): Promise<void>;
+  /** SIGKILL to the postmaster and its backends, then waits until every one has exited. */
+  kill(): Promise<void>;
   startTimesMs: number[];
+}
+
+/** Alive and not a zombie (a container's PID 1 may never reap an orphaned backend). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
 }
 
 /** A directory the server's OS user owns (PostgreSQL refuses to run as root). */
@@ -83,6 +99,11 @@ export async function serverDirectory(prefix: string): Promise<string> {
 
 export function serverControl(dir: string, data: string, port: number, logFile: string): ServerControl {
   const startTimesMs: number[] = [];
+  const serverPids = async () => {
+    const postmaster = readFileSync(join(data, 'postmaster.pid'), 'utf8').split('\n')[0]?.trim() ?? '';
+    const { stdout } = await run('pgrep', ['-P', postmaster]).catch(() => ({ stdout: '' }));
+    return [postmaster, ...stdout.split('\n').map((p) => p.trim())].filter(Boolean).map(Number);
+  };
   return {
     startTimesMs,
     async start() {
@@ -98,7 +119,11 @@ export function serverControl(dir: string, data: string, port: number, logFile: 
         '-o',
         `-p ${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=${dir} -c fsync=off -c shared_buffers=32MB -c max_connections=60`,
         'start',
-      ]);
+      ]).catch((err: Error) => {
+        throw new Error(`${err.message}\n--- server log (tail) ---\n${readLog(logFile).slice(-2000)}`, {
+          cause: err,
+        });
+      });
       startTimesMs.push(Date.now() - began);
     },
     async stop(mode: PostgresStopMode) {
@@ -112,10 +137,20 @@ export function serverControl(dir: string, data: string, port: number, logFile: 
       );
     },
     async signalAll(signal) {
-      const postmaster = readFileSync(join(data, 'postmaster.pid'), 'utf8').split('\n')[0]?.trim() ?? '';
-      const { stdout } = await run('pgrep', ['-P', postmaster]).catch(() => ({ stdout: '' }));
-      const pids = [postmaster, ...stdout.split('\n').map((p) => p.trim())].filter(Boolean).map(Number);
-      for (const pid of pids) process.kill(pid, signal);
+      for (const pid of await serverPids()) process.kill(pid, signal);
+    },
+    async kill() {
+      // Stopped first, the postmaster forks no backend between the listing and the kill.
+      const [postmaster] = await serverPids();
+      if (postmaster !== undefined) process.kill(postmaster, 'SIGSTOP');
+      const pids = await serverPids();
+      for (const pid of pids) process.kill(pid, 'SIGKILL');
+      // A new postmaster refuses to start while a backend of the old one still holds shared memory.
+      await waitFor(() => pids.every((pid) => !alive(pid)), { what: 'the killed server to exit' });
+      // A killed postmaster nobody reaps stays a zombie, which the next start's lock-file check
+      // takes for a running server: the lock is stale once every process is gone or a zombie.
+      rmSync(join(data, 'postmaster.pid'), { force: true });
+      rmSync(join(dir, `.s.PGSQL.${port}.lock`), { force: true });
     },
   };
 }
