@@ -102,6 +102,35 @@ async function admin(
   return { status: res.status, body: await res.json() };
 }
 
+test("a server connection still holding an older flusher's staging table (other columns) does not break the flush", async () => {
+  // Both of the flusher pool's server connections get a session temp table such as an older
+  // flusher version left behind: two transactions at once, so each holds its own connection.
+  const olds = [
+    new Pool({ connectionString: bouncer.url('safepkg_flusher'), max: 1 }),
+    new Pool({ connectionString: bouncer.url('safepkg_flusher'), max: 1 }),
+  ];
+  const clients = await Promise.all(olds.map((p) => p.connect()));
+  for (const c of clients) {
+    await c.query('BEGIN');
+    await c.query(
+      'CREATE TEMP TABLE IF NOT EXISTS flush_staging (key text, seen bigint) ON COMMIT DELETE ROWS',
+    );
+  }
+  const backends = await Promise.all(
+    clients.map(async (c) => (await c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid),
+  );
+  expect(new Set(backends).size).toBe(2);
+  for (const c of clients) {
+    await c.query('COMMIT');
+    c.release();
+  }
+  await Promise.all(olds.map((p) => p.end()));
+  const refs = pkgs(0, 300, 'bouncerstale');
+  expect((await postCheck(podA.url, refs)).status).toBe(200);
+  await waitFor(async () => (await stored('bouncerstale')).rows === refs.length, { what: 'the flush' });
+  expect(await stored('bouncerstale')).toEqual({ rows: 300, queued: 300, distinct: 300 });
+});
+
 test('round trip through the pooler: concurrent checks from two pods, flushed by COPY into the staging table, answered known; queued once each', async () => {
   const refs = pkgs(0, 3000, 'bouncerround');
   // Overlapping requests from both pods at once: many transactions over 2 server connections.
