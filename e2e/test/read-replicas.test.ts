@@ -288,3 +288,29 @@ test('a replica killed (SIGKILL) is left for the primary, checks keep answering,
     { what: 'pod A to use the replica again' },
   );
 });
+
+test('the last verdict LSN lost (a Redis restarted empty) is put back by the next poll at a position past every commit so far', async () => {
+  const refs = pkgs(0, 10, 'replicalsnlost');
+  await storedEverywhere(refs);
+  await evaluate(podB, refs, 'suspicious');
+  const { rows } = await primaryPool.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
+  const [hi, lo] = (rows[0]?.lsn ?? '').split('/');
+  const committed = (BigInt(`0x${hi}`) << 32n) + BigInt(`0x${lo}`);
+  await ctx.redis.del(ctx.keys.verdictLsn());
+  const restored = await waitFor(async () => ctx.redis.get(ctx.keys.verdictLsn()), {
+    what: 'a poll to put the verdict LSN back',
+  });
+  expect(BigInt(`0x${restored}`)).toBeGreaterThanOrEqual(committed);
+  // Replicas are trusted again once they replay that far; the verdict is answered either way.
+  await replica.catchUp(primary);
+  await waitFor(
+    async () => {
+      await evict(refs);
+      const before = await lookups(podA);
+      const res = await postCheck(podA.url, refs);
+      expect(res.results.map((r) => r.status)).toEqual(refs.map(() => 'suspicious'));
+      return (await lookups(podA)).replica > before.replica;
+    },
+    { what: 'pod A to use the replica again' },
+  );
+});
