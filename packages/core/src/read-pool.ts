@@ -185,6 +185,11 @@ export class ReadPool {
   }
 
   private async poll(i: number): Promise<void> {
+    await this.pollReplica(i);
+    await this.reseedVerdictLsn();
+  }
+
+  private async pollReplica(i: number): Promise<void> {
     const replica = this.options.replicas[i] as Replica;
     const state = this.states[i] as ReplicaState;
     try {
@@ -204,7 +209,6 @@ export class ReadPool {
       if (state.up) this.options.logger.warn({ err, replica: replica.name }, 'replica poll failed');
       Object.assign(state, { up: false, lagging: false, lagMs: null, replayLsn: null });
     }
-    await this.reseedVerdictLsn();
   }
 
   /**
