@@ -100,6 +100,6 @@ export class ApiMetrics {
     for (const result of ['hit', 'miss']) this.cache.inc({ result }, 0);
     for (const result of ['new', 'already_pending', 'buffer_full']) this.bufferAdds.inc({ result }, 0);
     for (const dependency of ['redis', 'postgres']) this.degraded.inc({ dependency }, 0);
-    this.dbLookups.inc({ target: 'primary', reason: 'no_replica' }, 0);
+    this.dbLookups.inc({ target: 'primary', reason: 'replicas_unhealthy' }, 0);
   }
 }

@@ -9,7 +9,7 @@ import { currentWalLsn, parseLsn, type VerdictLsn } from './verdict-lsn';
 export type LookupReason =
   /** a healthy replica that has replayed the last verdict */
   | 'replica'
-  /** no DATABASE_READ_URL */
+  /** a ReadPool without replicas (the api builds none then; kept so the pool stands alone) */
   | 'no_replica'
   /** every replica down, lagging past REPLICA_MAX_LAG_MS, or not a standby */
   | 'replicas_unhealthy'
