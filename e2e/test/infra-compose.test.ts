@@ -34,8 +34,15 @@ const compose = parse(readFileSync(join(ROOT, 'docker-compose.yml'), 'utf8'), { 
 const svc = (name: string) => compose.services[name] as Service;
 const seconds = (d: string | undefined) => Number(/^(\d+)s$/.exec(d ?? '')?.[1] ?? NaN);
 
-test('has postgres, redis, a one-shot migrate, a scalable api and one flusher', () => {
-  expect(Object.keys(compose.services).sort()).toEqual(['api', 'flusher', 'migrate', 'postgres', 'redis']);
+test('has postgres, pgbouncer, redis, a one-shot migrate, a scalable api and one flusher', () => {
+  expect(Object.keys(compose.services).sort()).toEqual([
+    'api',
+    'flusher',
+    'migrate',
+    'pgbouncer',
+    'postgres',
+    'redis',
+  ]);
 });
 
 test('every image is pinned to a version; the apps build from the shared Dockerfile with their APP', () => {
@@ -86,6 +93,7 @@ test('migrate runs once after postgres is healthy; the apps start after it compl
       postgres: { condition: 'service_healthy' },
       redis: { condition: 'service_healthy' },
       migrate: { condition: 'service_completed_successfully' },
+      pgbouncer: { condition: 'service_started' },
     });
     expect(svc(name).restart).toBe('unless-stopped');
   }
@@ -117,7 +125,12 @@ test('the apps get only real configuration variables, pointing at the compose se
     const env = svc(name).environment ?? {};
     for (const key of Object.keys(env))
       expect([name, key, CONFIG_VARIABLES.includes(key as never)]).toEqual([name, key, true]);
-    expect(env.DATABASE_URL).toMatch(/^postgres:\/\/safepkg:.*@postgres:5432\/safepkg$/);
+    // The apps through pgbouncer, each under its own database name; migrations direct.
+    expect(env.DATABASE_URL).toMatch(
+      name === 'migrate'
+        ? /^postgres:\/\/safepkg:.*@postgres:5432\/safepkg$/
+        : new RegExp(`^postgres://safepkg:.*@pgbouncer:6432/safepkg_${name}$`),
+    );
     expect(env.REDIS_URL).toBe('redis://redis:6379');
     // Quoted: compose wants strings, and a YAML number would be a different type.
     for (const v of Object.values(env)) expect(typeof v).toBe('string');
@@ -125,4 +138,49 @@ test('the apps get only real configuration variables, pointing at the compose se
   const pg = svc('postgres').environment ?? {};
   expect(pg.POSTGRES_DB).toBe('safepkg');
   expect(pg.POSTGRES_USER).toBe('safepkg');
+});
+
+/** pgbouncer.ini as sections of key = value (`;` comments dropped). */
+function parseIni(text: string): Record<string, Record<string, string>> {
+  const out: Record<string, Record<string, string>> = {};
+  let section = '';
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith(';')) continue;
+    const head = /^\[(\w+)\]$/.exec(line);
+    if (head) {
+      section = head[1] as string;
+      out[section] = {};
+      continue;
+    }
+    const eq = line.indexOf('=');
+    (out[section] as Record<string, string>)[line.slice(0, eq).trim()] = line.slice(eq + 1).trim();
+  }
+  return out;
+}
+
+test('pgbouncer pools in transaction mode, one database name per app with its server-side timeouts; the apps say they are behind it', () => {
+  const ini = parseIni(readFileSync(join(ROOT, 'infra', 'pgbouncer', 'pgbouncer.ini'), 'utf8'));
+  const bouncer = ini.pgbouncer as Record<string, string>;
+  expect(bouncer.pool_mode).toBe('transaction');
+  expect(bouncer.listen_port).toBe('6432');
+  // Refusing unknown startup parameters is what proves the apps send none (pgbouncer.test.ts).
+  expect(bouncer.ignore_startup_parameters).toBeUndefined();
+  expect(bouncer.server_reset_query).toBe('');
+  expect(svc('pgbouncer').volumes).toEqual(['./infra/pgbouncer:/etc/pgbouncer:ro']);
+  expect(bouncer.auth_file).toBe('/etc/pgbouncer/auth/userlist.txt');
+  expect(readFileSync(join(ROOT, 'infra', 'pgbouncer', 'auth', 'userlist.txt'), 'utf8')).toMatch(
+    /^"safepkg" "/,
+  );
+  const dbs = ini.databases as Record<string, string>;
+  expect(Object.keys(dbs).sort()).toEqual(['safepkg_api', 'safepkg_flusher']);
+  const timeout = (alias: string) => /SET statement_timeout = (\d+)/.exec(dbs[alias] ?? '')?.[1];
+  for (const alias of Object.keys(dbs)) {
+    expect(dbs[alias]).toMatch(/^host=postgres port=5432 dbname=safepkg /);
+    expect(dbs[alias]).toMatch(/SET idle_in_transaction_session_timeout = \d+/);
+  }
+  // The api's server-side timeout is the one its own (client-side) timeout expects.
+  expect(timeout('safepkg_api')).toBe(svc('api').environment?.PG_STATEMENT_TIMEOUT_MS);
+  expect(timeout('safepkg_flusher')).toBe('30000');
+  for (const name of ['api', 'flusher']) expect(svc(name).environment?.PG_POOLER).toBe('transaction');
 });

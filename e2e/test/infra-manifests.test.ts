@@ -174,15 +174,20 @@ test('one flusher (Recreate), an autoscaled api with a disruption budget, gracef
 test('every environment name is a real configuration variable, and envFrom refers to manifests that exist', () => {
   const known = new Set<string>(CONFIG_VARIABLES);
   const names: string[] = [];
-  for (const m of manifests.filter((x) => x.kind === 'ConfigMap')) names.push(...Object.keys(o(m.doc.data)));
-  for (const m of manifests.filter((x) => x.kind === 'Secret'))
-    names.push(...Object.keys(o(m.doc.stringData)));
+  // Every key of a ConfigMap or Secret loaded with envFrom becomes a variable (the pgbouncer
+  // ones are mounted as files instead, and the pooler URLs are read key by key).
   for (const m of workloads()) {
     for (const c of containers(m.doc)) {
       names.push(...arr(c.env).map((e) => String(e.name)));
       for (const from of arr(c.envFrom)) {
-        if (from.configMapRef) find('ConfigMap', String(o(from.configMapRef).name));
-        if (from.secretRef) find('Secret', String(o(from.secretRef).name));
+        if (from.configMapRef)
+          names.push(...Object.keys(o(find('ConfigMap', String(o(from.configMapRef).name)).data)));
+        if (from.secretRef)
+          names.push(...Object.keys(o(find('Secret', String(o(from.secretRef).name)).stringData)));
+      }
+      for (const e of arr(c.env)) {
+        const ref = o(o(e.valueFrom).secretKeyRef);
+        if (ref.name) expect(o(find('Secret', String(ref.name)).stringData)[String(ref.key)]).toBeDefined();
       }
     }
   }
@@ -262,4 +267,42 @@ test('the Prometheus alerts use only metrics the apps expose and cover the failu
   expect(byMetric('outcome="degraded"').length).toBeGreaterThanOrEqual(1);
   expect(byMetric('safepkg_flush_last_success_timestamp_seconds').length).toBeGreaterThanOrEqual(2); // stale and absent
   expect(new Set(all.map((r) => r.alert)).size).toBe(all.length);
+});
+
+test('pgbouncer: a Deployment and Service in front of PostgreSQL with the compose settings; the apps go through it, the migration direct', () => {
+  const cm = String(o(find('ConfigMap', 'safepkg-pgbouncer').data)['pgbouncer.ini']);
+  const compose = readFileSync(join(__dirname, '..', '..', 'infra', 'pgbouncer', 'pgbouncer.ini'), 'utf8');
+  // The same settings; only the host differs (a Service here, a compose service there).
+  const settings = (t: string) => t.split('\n').filter((l) => l.trim() !== '' && !l.trim().startsWith(';'));
+  expect(settings(cm.replace(/host=safepkg-postgres /g, 'host=postgres '))).toEqual(settings(compose));
+  const bouncer = find('Deployment', 'safepkg-pgbouncer');
+  const [c] = containers(bouncer);
+  expect(c?.args).toEqual(['/etc/pgbouncer/pgbouncer.ini']);
+  expect(arr(c?.ports)[0]).toEqual({ name: 'postgres', containerPort: 6432 });
+  expect(arr(c?.volumeMounts).map((v) => v.mountPath)).toEqual(['/etc/pgbouncer', '/etc/pgbouncer/auth']);
+  expect(arr(podSpec(bouncer).volumes)).toEqual([
+    { name: 'config', configMap: { name: 'safepkg-pgbouncer' } },
+    { name: 'auth', secret: { secretName: 'safepkg-pgbouncer' } },
+  ]);
+  expect(o(find('Secret', 'safepkg-pgbouncer').stringData)['userlist.txt']).toMatch(/^"safepkg" "/);
+  const svcSpec = o(find('Service', 'safepkg-pgbouncer').spec);
+  expect(matches(o(svcSpec.selector), podLabels(bouncer))).toBe(true);
+  expect(arr(svcSpec.ports)[0]).toMatchObject({ port: 6432, targetPort: 'postgres' });
+
+  const urls = o(find('Secret', 'safepkg-pooler-urls').stringData);
+  for (const app of ['api', 'flusher']) {
+    const env = arr(containers(find('Deployment', `safepkg-${app}`))[0]?.env);
+    expect(env.find((e) => e.name === 'DATABASE_URL')?.valueFrom).toEqual({
+      secretKeyRef: { name: 'safepkg-pooler-urls', key: app },
+    });
+    expect(String(urls[app])).toMatch(new RegExp(`@safepkg-pgbouncer:6432/safepkg_${app}$`));
+    expect(cm).toContain(`safepkg_${app} = host=safepkg-postgres`);
+  }
+  expect(o(find('ConfigMap', 'safepkg-config').data).PG_POOLER).toBe('transaction');
+  // The migration Job: safepkg-secrets' direct URL, nothing that points it at the pooler.
+  const job = containers(find('Job', 'safepkg-migrate'))[0];
+  expect(arr(job?.env).find((e) => e.name === 'DATABASE_URL')).toBeUndefined();
+  expect(String(o(find('Secret', 'safepkg-secrets').stringData).DATABASE_URL)).toMatch(
+    /@safepkg-postgres:5432\/safepkg$/,
+  );
 });

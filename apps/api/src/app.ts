@@ -8,8 +8,10 @@ import {
   PackageStore,
   RedisBuffer,
   ResultCache,
+  VerdictLsn,
   type Config,
   type Logger,
+  type ReadPool,
   type RedisClient,
 } from '@safepkg/core';
 import { adminAuth } from './admin-auth';
@@ -31,6 +33,8 @@ export interface AppDeps {
   logger: Logger;
   metrics?: ApiMetrics;
   requestFlush?: () => Promise<void>;
+  /** Routes lookups to replicas (DATABASE_READ_URL); started and stopped by the caller. */
+  reads?: ReadPool;
   /** Test-only pauses inside the check path, to force interleavings deterministically. */
   checkHooks?: CheckHooks;
 }
@@ -47,6 +51,7 @@ export function createApp(deps: AppDeps): Express {
   const checks = new CheckService({
     cache,
     store: new PackageStore(pool),
+    reads: deps.reads,
     buffer,
     writeMode: config.writeMode,
     metrics,
@@ -101,7 +106,12 @@ export function createApp(deps: AppDeps): Express {
   if (limiter) app.use('/v1', limiter);
   app.use(packagesRouter(checks));
   app.use('/v1/admin', adminAuth(config.adminToken));
-  app.use(evaluationsRouter(new EvaluationService(pool, cache, logger), config.analysisClaimTtlMs));
+  app.use(
+    evaluationsRouter(
+      new EvaluationService(pool, cache, logger, new VerdictLsn(redis, keys)),
+      config.analysisClaimTtlMs,
+    ),
+  );
   app.use(
     adminRouter({
       buffer,

@@ -7,6 +7,7 @@ import {
   type Logger,
   type PackageRef,
   type PackageStore,
+  type ReadPool,
   type RedisBuffer,
   type ResultCache,
   type StoredPackage,
@@ -40,6 +41,8 @@ export interface CheckHooks {
 export interface CheckDeps {
   cache: ResultCache;
   store: PackageStore;
+  /** Where lookups go (replicas or the primary); absent = every lookup on `store`. */
+  reads?: Pick<ReadPool, 'lookupMany'>;
   buffer: RedisBuffer;
   writeMode: WriteMode;
   metrics: ApiMetrics;
@@ -110,7 +113,7 @@ export class CheckService {
     let stored = new Map<string, StoredPackage>();
     if (misses.length > 0) {
       try {
-        stored = await this.deps.store.lookupMany(misses.map((k) => unique.get(k) as PackageRef));
+        stored = await this.lookup(misses.map((k) => unique.get(k) as PackageRef));
       } catch (err) {
         postgresUp = false;
         this.degrade('postgres', err);
@@ -166,7 +169,8 @@ export class CheckService {
     }
     let postgresUp = true;
     try {
-      const row = (await this.deps.store.lookupMany([ref])).get(key);
+      // A replica's "no row" may only mean "not replayed yet": a 404 needs the primary's word.
+      const row = (await this.lookup([ref], { confirmMisses: true })).get(key);
       if (row) {
         if (redisUp) await this.fillCache(new Map([[key, row]]));
         return { result: fromStatus(ref, statusOf(row)), degraded: !redisUp };
@@ -195,6 +199,10 @@ export class CheckService {
     if (!postgresUp)
       throw new UnavailableError('PostgreSQL is not answering: whether the package is stored is unknown');
     return null;
+  }
+
+  private lookup(refs: readonly PackageRef[], options?: { confirmMisses?: boolean }) {
+    return this.deps.reads ? this.deps.reads.lookupMany(refs, options) : this.deps.store.lookupMany(refs);
   }
 
   private async bufferUnknown(unknown: PackageRef[], now: number, answers: Map<string, PackageResult>) {

@@ -1,4 +1,5 @@
 import {
+  currentWalLsn,
   EvaluationStore,
   packageKey,
   statusOf,
@@ -6,21 +7,25 @@ import {
   type EvaluationInput,
   type Logger,
   type ResultCache,
+  type VerdictLsn,
 } from '@safepkg/core';
 import type { Pool } from 'pg';
 import { needDependency, needPostgresWrite } from './dependency-errors';
 
 /**
  * Records verdicts and writes the packages' new status through the rev-guarded cache
- * fill after COMMIT, so the next check on any pod answers the new verdict at once.
+ * fill after COMMIT, so the next check on any pod answers the new verdict at once. Before
+ * the cache, it raises the shared "last verdict LSN" to the primary's WAL position after the
+ * COMMIT, so that no pod looks the package up on a replica that has not replayed it yet.
  */
 export class EvaluationService {
   private readonly store: EvaluationStore;
 
   constructor(
-    pool: Pool,
+    private readonly pool: Pool,
     private readonly cache: ResultCache,
     private readonly logger: Logger,
+    private readonly verdictLsn?: VerdictLsn,
   ) {
     this.store = new EvaluationStore(pool);
   }
@@ -36,11 +41,12 @@ export class EvaluationService {
     // the whole request is safe (history gains a duplicate row, status stays the same).
     for (let attempt = 1; ; attempt++) {
       try {
+        if (this.verdictLsn) await this.verdictLsn.raise(await currentWalLsn(this.pool));
         await this.cache.fill(entries);
         return evaluations.length;
       } catch (err) {
         if (attempt >= 3) {
-          this.logger.error({ err }, 'evaluations committed but cache write-through failed');
+          this.logger.error({ err }, 'evaluations committed but verdict LSN or cache write-through failed');
           throw new UnavailableError(
             'evaluations stored, but caches could not be updated; retry the request',
             {

@@ -9,8 +9,12 @@ import {
   KeySchema,
   loadConfig,
   pingPostgres,
+  PackageStore,
   pingRedis,
+  ReadPool,
+  replicaName,
   SafepkgError,
+  VerdictLsn,
   waitUntilReady,
   type Config,
   type Logger,
@@ -18,6 +22,7 @@ import {
 } from '@safepkg/core';
 import type { Pool } from 'pg';
 import { createApp } from './app';
+import { ApiMetrics } from './metrics';
 import { createHttpServer } from './server';
 
 async function main(): Promise<void> {
@@ -45,7 +50,10 @@ async function main(): Promise<void> {
     await queue.add('flush', { reason: 'admin' }, { removeOnComplete: true, removeOnFail: 100 });
   };
 
-  const app = createApp({ config, pool, redis, logger, requestFlush });
+  const metrics = new ApiMetrics();
+  const reads = createReadPool(config, pool, redis, logger, metrics);
+  reads?.start();
+  const app = createApp({ config, pool, redis, logger, requestFlush, metrics, reads });
   const server: Server = createHttpServer(app);
   let stopping = false;
   const inFlight = new Set<ServerResponse>();
@@ -72,6 +80,7 @@ async function main(): Promise<void> {
     force.unref();
     server.close(async () => {
       await queue?.close().catch(() => undefined);
+      await reads?.close();
       await pool.end().catch(() => undefined);
       redis.disconnect();
       logger.info('stopped');
@@ -81,6 +90,36 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+}
+
+/**
+ * One pool per DATABASE_READ_URL (same size and timeouts as the primary's), behind a
+ * ReadPool that routes lookups; undefined when there are no replicas.
+ */
+function createReadPool(
+  config: Config,
+  primary: Pool,
+  redis: RedisClient,
+  logger: Logger,
+  metrics: ApiMetrics,
+): ReadPool | undefined {
+  if (config.databaseReadUrls.length === 0) return undefined;
+  const replicas = config.databaseReadUrls.map((url) => {
+    const pool = createPool(config, 'safepkg-api-read', config.pgPoolSize, url);
+    pool.on('error', (err: Error) => logger.warn({ err: err.message }, 'idle replica connection error'));
+    return { name: replicaName(url), pool, store: new PackageStore(pool) };
+  });
+  const reads = new ReadPool({
+    primary: new PackageStore(primary),
+    replicas,
+    verdictLsn: new VerdictLsn(redis, new KeySchema(config.keyPrefix)),
+    maxLagMs: config.replicaMaxLagMs,
+    pollIntervalMs: config.replicaPollIntervalMs,
+    logger,
+    observer: metrics.readObserver(),
+  });
+  metrics.observeReadPool(reads);
+  return reads;
 }
 
 /**

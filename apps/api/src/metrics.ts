@@ -1,4 +1,5 @@
-import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client';
+import type { LookupReason, ReadPool, ReadPoolObserver } from '@safepkg/core';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
 /** The API's Prometheus metrics, on a registry of its own (no global state). */
 export class ApiMetrics {
@@ -46,6 +47,50 @@ export class ApiMetrics {
     registers: [this.registry],
   });
 
+  readonly dbLookups = new Counter({
+    name: 'safepkg_db_lookups_total',
+    help: 'PostgreSQL lookups of the check and get paths, by target (primary or a replica) and reason',
+    labelNames: ['target', 'reason'] as const,
+    registers: [this.registry],
+  });
+
+  /** The read pool's per-replica state as gauges, read at scrape time. */
+  observeReadPool(pool: ReadPool): void {
+    const gauge = (
+      name: string,
+      help: string,
+      value: (s: ReturnType<ReadPool['replicaStates']>[number]) => number | null,
+    ) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['replica'] as const,
+        registers: [this.registry],
+        collect() {
+          this.reset();
+          for (const s of pool.replicaStates()) {
+            const v = value(s);
+            if (v !== null) this.set({ replica: s.name }, v);
+          }
+        },
+      });
+    gauge('safepkg_replica_up', 'Replica answered its last poll as a standby (1) or not (0)', (s) =>
+      s.up ? 1 : 0,
+    );
+    gauge(
+      'safepkg_replica_lagging',
+      'Replica lagging past REPLICA_MAX_LAG_MS or not streaming (1), so not used',
+      (s) => (s.lagging ? 1 : 0),
+    );
+    gauge('safepkg_replica_lag_seconds', 'Replica replay lag at its last poll', (s) =>
+      s.lagMs === null ? null : s.lagMs / 1000,
+    );
+  }
+
+  readObserver(): ReadPoolObserver {
+    return { lookup: (target: string, reason: LookupReason) => this.dbLookups.inc({ target, reason }) };
+  }
+
   constructor({ defaultMetrics = true } = {}) {
     if (defaultMetrics) collectDefaultMetrics({ register: this.registry });
     // Every known label value starts at 0, so rate() and ratios work before the first event
@@ -55,5 +100,6 @@ export class ApiMetrics {
     for (const result of ['hit', 'miss']) this.cache.inc({ result }, 0);
     for (const result of ['new', 'already_pending', 'buffer_full']) this.bufferAdds.inc({ result }, 0);
     for (const dependency of ['redis', 'postgres']) this.degraded.inc({ dependency }, 0);
+    this.dbLookups.inc({ target: 'primary', reason: 'replicas_unhealthy' }, 0);
   }
 }

@@ -3,10 +3,22 @@ import { ConfigError } from './errors';
 import { MAX_BUFFER_PARTITIONS } from './keys';
 
 export type WriteMode = 'buffered' | 'direct';
+export type PgPooler = 'none' | 'transaction';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
 export interface Config {
   databaseUrl: string;
+  /** Streaming replicas the api's lookups go to; empty = every lookup on databaseUrl. */
+  databaseReadUrls: string[];
+  /** A replica further behind than this (replay lag) is left for the primary. */
+  replicaMaxLagMs: number;
+  /** How often each api pod asks each replica for its replay position and lag. */
+  replicaPollIntervalMs: number;
+  /**
+   * `transaction`: the database URLs point at a transaction-mode pooler (pgbouncer), so no
+   * named prepared statements and no session settings in the startup packet.
+   */
+  pgPooler: PgPooler;
   redisUrl: string;
   /** host:port list; when set, Redis Cluster is used instead of redisUrl. */
   redisClusterNodes: { host: string; port: number }[] | null;
@@ -48,6 +60,10 @@ export interface Config {
 export function configDefaults(): Config {
   return {
     databaseUrl: 'postgres://localhost:5432/safepkg',
+    databaseReadUrls: [],
+    replicaMaxLagMs: 5000,
+    replicaPollIntervalMs: 500,
+    pgPooler: 'none',
     redisUrl: 'redis://127.0.0.1:6379',
     redisClusterNodes: null,
     port: 8080,
@@ -102,15 +118,34 @@ const clusterNodes = z
     return nodes.filter((n): n is { host: string; port: number } => n !== null);
   });
 
+const postgresUrl = z
+  .string()
+  .trim()
+  .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL');
+
+const postgresUrls = z
+  .string()
+  .trim()
+  .transform((s, ctx) => {
+    const urls = s
+      .split(',')
+      .map((u) => u.trim())
+      .filter(Boolean);
+    for (const u of urls) {
+      if (!/^postgres(ql)?:\/\//.test(u))
+        ctx.addIssue({ code: 'custom', message: `"${u}" is not a postgres:// URL` });
+    }
+    if (urls.length === 0) ctx.addIssue({ code: 'custom', message: 'needs at least one postgres:// URL' });
+    return urls;
+  });
+
 /** Each environment variable, its parser, and the Config field it sets. */
 const variables = {
-  DATABASE_URL: {
-    field: 'databaseUrl',
-    schema: z
-      .string()
-      .trim()
-      .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL'),
-  },
+  DATABASE_URL: { field: 'databaseUrl', schema: postgresUrl },
+  DATABASE_READ_URL: { field: 'databaseReadUrls', schema: postgresUrls },
+  REPLICA_MAX_LAG_MS: { field: 'replicaMaxLagMs', schema: int(0, 3_600_000) },
+  REPLICA_POLL_INTERVAL_MS: { field: 'replicaPollIntervalMs', schema: int(10, 60_000) },
+  PG_POOLER: { field: 'pgPooler', schema: z.enum(['none', 'transaction']) },
   REDIS_URL: {
     field: 'redisUrl',
     schema: z

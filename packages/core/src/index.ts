@@ -13,3 +13,5 @@ export * from './result-cache';
 export * from './scripts';
 export * from './store';
 export * from './evaluation-store';
+export * from './read-pool';
+export * from './verdict-lsn';

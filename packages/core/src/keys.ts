@@ -57,6 +57,14 @@ export class KeySchema {
     return `${this.prefix}:rl`;
   }
 
+  /**
+   * The WAL position (16 hex digits) of the latest verdict commit any pod made: a replica
+   * that has not replayed that far must not answer lookups (read-pool.ts). No TTL.
+   */
+  verdictLsn(): string {
+    return `${this.prefix}:verdict-lsn`;
+  }
+
   /** Where the flusher records its last successful flush (for /v1/admin/buffer). */
   flusherStatus(): string {
     return `${this.prefix}:flusher:status`;

@@ -11,7 +11,8 @@ export type ScriptName =
   | 'buffer-redrive'
   | 'lease-renew'
   | 'lease-release'
-  | 'cache-fill';
+  | 'cache-fill'
+  | 'lsn-raise';
 
 interface LoadedScript {
   source: string;

@@ -41,6 +41,10 @@ test('empty variables take their default', () => {
 test('every variable is parsed into its field', () => {
   const env: Record<string, string> = {
     DATABASE_URL: 'postgresql://u@db:5433/x',
+    DATABASE_READ_URL: 'postgres://r1/x,postgresql://r2:5433/x',
+    REPLICA_MAX_LAG_MS: '2500',
+    REPLICA_POLL_INTERVAL_MS: '100',
+    PG_POOLER: 'transaction',
     REDIS_URL: 'rediss://cache:6380/2',
     REDIS_CLUSTER_NODES: 'r1:7000,r2:7001',
     PORT: '9000',
@@ -69,6 +73,10 @@ test('every variable is parsed into its field', () => {
   expect(Object.keys(env).sort()).toEqual([...CONFIG_VARIABLES].sort());
   const expected: Config = {
     databaseUrl: 'postgresql://u@db:5433/x',
+    databaseReadUrls: ['postgres://r1/x', 'postgresql://r2:5433/x'],
+    replicaMaxLagMs: 2500,
+    replicaPollIntervalMs: 100,
+    pgPooler: 'transaction',
     redisUrl: 'rediss://cache:6380/2',
     redisClusterNodes: [
       { host: 'r1', port: 7000 },
@@ -186,6 +194,25 @@ test('variables loadConfig does not know are ignored, whatever their prefix', ()
       PATH: '/usr/bin',
     }),
   ).toEqual(configDefaults());
+});
+
+describe('DATABASE_READ_URL', () => {
+  test('is a comma-separated list of postgres:// URLs, blanks dropped', () => {
+    expect(
+      loadConfig({ DATABASE_READ_URL: ' postgres://a/x , ,postgres://b:6432/x,' }).databaseReadUrls,
+    ).toEqual(['postgres://a/x', 'postgres://b:6432/x']);
+    expect(configDefaults().databaseReadUrls).toEqual([]);
+  });
+
+  test('names each URL that is not postgres://', () => {
+    const err = failure({ DATABASE_READ_URL: 'postgres://ok/x,mysql://bad/x,redis://worse' });
+    expect(badVariables(err)).toEqual(['DATABASE_READ_URL']);
+    expect(err.message).toContain('mysql://bad/x');
+    expect(err.message).toContain('redis://worse');
+    expect(err.message).not.toContain('"postgres://ok/x"');
+    expect(badVariables(failure({ DATABASE_READ_URL: ' , ' }))).toEqual(['DATABASE_READ_URL']);
+    expect(badVariables(failure({ PG_POOLER: 'session' }))).toEqual(['PG_POOLER']);
+  });
 });
 
 describe('REDIS_CLUSTER_NODES', () => {

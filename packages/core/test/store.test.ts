@@ -127,8 +127,8 @@ describe('PackageStore', () => {
       expect(counts).toEqual([5, 5, 5]);
       // BEGIN, staging DDL, COPY, INSERT … RETURNING (queueing in the same statement), COMMIT.
       expect(log.texts[0]).toBe('BEGIN');
-      expect(log.texts[1]).toMatch(/^CREATE TEMP TABLE IF NOT EXISTS flush_staging/);
-      expect(log.texts[2]).toMatch(/^COPY flush_staging .* FROM STDIN$/);
+      expect(log.texts[1]).toMatch(/^CREATE TEMP TABLE IF NOT EXISTS flush_staging_[0-9a-f]{8} /);
+      expect(log.texts[2]).toMatch(/^COPY flush_staging_[0-9a-f]{8} .* FROM STDIN$/);
       expect(log.texts[3]).toMatch(/INSERT INTO packages[\s\S]*ON CONFLICT[\s\S]*INSERT INTO analysis_queue/);
       expect(log.texts[4]).toBe('COMMIT');
       log.reset();

@@ -5,6 +5,8 @@ export * from './processes';
 export * from './apps';
 export * from './redis-cluster';
 export * from './postgres-server';
+export * from './postgres-replica';
+export * from './pgbouncer';
 export * from './tcp-proxy';
 export * from './flush-state';
 export * from './prometheus';

@@ -4,7 +4,7 @@ import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ensureDatabase, migrate } from '@safepkg/core';
-import { freePort } from './processes';
+import { freePort, waitFor } from './processes';
 
 const run = promisify(execFile);
 
@@ -43,12 +43,12 @@ export interface PostgresServer {
  * PostgreSQL refuses to run as root: as root, its binaries run as the `postgres` OS user
  * (who owns the temporary directory); as anyone else, as that user.
  */
-function asServerUser(binary: string, args: string[]): [string, string[]] {
-  const path = join(PG_BIN, binary);
+export function asServerUser(binary: string, args: string[]): [string, string[]] {
+  const path = binary.startsWith('/') ? binary : join(PG_BIN, binary);
   return userInfo().uid === 0 ? ['runuser', ['-u', 'postgres', '--', path, ...args]] : [path, args];
 }
 
-async function pg(binary: string, args: string[], timeoutMs = 60_000): Promise<string> {
+export async function runPgBinary(binary: string, args: string[], timeoutMs = 60_000): Promise<string> {
   const [cmd, argv] = asServerUser(binary, args);
   try {
     const { stdout } = await run(cmd, argv, { timeout: timeoutMs });
@@ -61,6 +61,108 @@ async function pg(binary: string, args: string[], timeoutMs = 60_000): Promise<s
   }
 }
 
+/** A data directory's server process: start, stop, signals. Shared by primaries and replicas. */
+export interface ServerControl {
+  start(): Promise<void>;
+  stop(mode: PostgresStopMode): Promise<void>;
+  running(): Promise<boolean>;
+  signalAll(signal: 'SIGSTOP' | 'SIGCONT' | 'SIGKILL'): Promise<void>;
+  /** SIGKILL to the postmaster and its backends, then waits until every one has exited. */
+  kill(): Promise<void>;
+  startTimesMs: number[];
+}
+
+/** Alive and not a zombie (a container's PID 1 may never reap an orphaned backend). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+/** A directory the server's OS user owns (PostgreSQL refuses to run as root). */
+export async function serverDirectory(prefix: string): Promise<string> {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  if (userInfo().uid === 0) {
+    const { stdout } = await run('id', ['-u', 'postgres']);
+    const { stdout: gid } = await run('id', ['-g', 'postgres']);
+    chownSync(dir, Number(stdout.trim()), Number(gid.trim()));
+  }
+  return dir;
+}
+
+export function serverControl(dir: string, data: string, port: number, logFile: string): ServerControl {
+  const startTimesMs: number[] = [];
+  const serverPids = async () => {
+    const postmaster = readFileSync(join(data, 'postmaster.pid'), 'utf8').split('\n')[0]?.trim() ?? '';
+    const { stdout } = await run('pgrep', ['-P', postmaster]).catch(() => ({ stdout: '' }));
+    return [postmaster, ...stdout.split('\n').map((p) => p.trim())].filter(Boolean).map(Number);
+  };
+  return {
+    startTimesMs,
+    async start() {
+      const began = Date.now();
+      await runPgBinary('pg_ctl', [
+        '-D',
+        data,
+        '-l',
+        logFile,
+        '-w',
+        '-t',
+        '60',
+        '-o',
+        `-p ${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=${dir} -c fsync=off -c shared_buffers=32MB -c max_connections=60`,
+        'start',
+      ]).catch((err: Error) => {
+        throw new Error(`${err.message}\n--- server log (tail) ---\n${readLog(logFile).slice(-2000)}`, {
+          cause: err,
+        });
+      });
+      startTimesMs.push(Date.now() - began);
+    },
+    async stop(mode: PostgresStopMode) {
+      await runPgBinary('pg_ctl', ['-D', data, '-m', mode, '-w', '-t', '60', 'stop']);
+    },
+    async running() {
+      const [cmd, argv] = asServerUser('pg_ctl', ['-D', data, 'status']);
+      return run(cmd, argv).then(
+        () => true,
+        () => false,
+      );
+    },
+    async signalAll(signal) {
+      for (const pid of await serverPids()) process.kill(pid, signal);
+    },
+    async kill() {
+      // Stopped first, the postmaster forks no backend between the listing and the kill.
+      const [postmaster] = await serverPids();
+      if (postmaster !== undefined) process.kill(postmaster, 'SIGSTOP');
+      const pids = await serverPids();
+      for (const pid of pids) process.kill(pid, 'SIGKILL');
+      // A new postmaster refuses to start while a backend of the old one still holds shared memory.
+      await waitFor(() => pids.every((pid) => !alive(pid)), { what: 'the killed server to exit' });
+      // A killed postmaster nobody reaps stays a zombie, which the next start's lock-file check
+      // takes for a running server: the lock is stale once every process is gone or a zombie.
+      rmSync(join(data, 'postmaster.pid'), { force: true });
+      rmSync(join(dir, `.s.PGSQL.${port}.lock`), { force: true });
+    },
+  };
+}
+
+export function readLog(logFile: string): string {
+  try {
+    return readFileSync(logFile, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
 /**
  * A private PostgreSQL 15 instance for tests that stop or crash PostgreSQL — never the
  * shared server on 5432. initdb (trust auth, no fsync: it only has to survive a process
@@ -70,47 +172,16 @@ async function pg(binary: string, args: string[], timeoutMs = 60_000): Promise<s
  */
 export async function startPostgresServer(options: { port?: number } = {}): Promise<PostgresServer> {
   const port = options.port ?? (await freePort());
-  const dir = mkdtempSync(join(tmpdir(), 'safepkg-pg-'));
+  const dir = await serverDirectory('safepkg-pg-');
   const data = join(dir, 'data');
   const logFile = join(dir, 'postgres.log');
-  if (userInfo().uid === 0) {
-    const { stdout } = await run('id', ['-u', 'postgres']);
-    const { stdout: gid } = await run('id', ['-g', 'postgres']);
-    chownSync(dir, Number(stdout.trim()), Number(gid.trim()));
-  }
-  const startTimesMs: number[] = [];
   const adminUrl = `postgres://postgres@127.0.0.1:${port}/postgres`;
   const url = `postgres://postgres@127.0.0.1:${port}/safepkg`;
-
-  const start = async () => {
-    const began = Date.now();
-    await pg('pg_ctl', [
-      '-D',
-      data,
-      '-l',
-      logFile,
-      '-w',
-      '-t',
-      '60',
-      '-o',
-      `-p ${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=${dir} -c fsync=off -c shared_buffers=32MB -c max_connections=60`,
-      'start',
-    ]);
-    startTimesMs.push(Date.now() - began);
-  };
-  const stop = async (mode: PostgresStopMode) => {
-    await pg('pg_ctl', ['-D', data, '-m', mode, '-w', '-t', '60', 'stop']);
-  };
-  const running = async () => {
-    const [cmd, argv] = asServerUser('pg_ctl', ['-D', data, 'status']);
-    return run(cmd, argv).then(
-      () => true,
-      () => false,
-    );
-  };
+  const control = serverControl(dir, data, port, logFile);
+  const { start, stop, running, signalAll, startTimesMs } = control;
 
   try {
-    await pg('initdb', [
+    await runPgBinary('initdb', [
       '-D',
       data,
       '-A',
@@ -132,13 +203,6 @@ export async function startPostgresServer(options: { port?: number } = {}): Prom
     throw err;
   }
 
-  const signalAll = async (signal: 'SIGSTOP' | 'SIGCONT') => {
-    const postmaster = readFileSync(join(data, 'postmaster.pid'), 'utf8').split('\n')[0]?.trim() ?? '';
-    const { stdout } = await run('pgrep', ['-P', postmaster]).catch(() => ({ stdout: '' }));
-    const pids = [postmaster, ...stdout.split('\n').map((p) => p.trim())].filter(Boolean).map(Number);
-    for (const pid of pids) process.kill(pid, signal);
-  };
-
   return {
     port,
     url,
@@ -154,12 +218,6 @@ export async function startPostgresServer(options: { port?: number } = {}): Prom
       if (await running()) await stop('immediate');
       rmSync(dir, { recursive: true, force: true });
     },
-    async log() {
-      try {
-        return readFileSync(logFile, 'utf8');
-      } catch {
-        return '';
-      }
-    },
+    log: async () => readLog(logFile),
   };
 }
