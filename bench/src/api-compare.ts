@@ -60,6 +60,7 @@ async function main(): Promise<void> {
     seed: 20260101,
     topology,
     profileDir: null,
+    countReports: true,
     log,
   };
   const started: AppProcess[] = [];

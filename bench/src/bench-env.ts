@@ -19,6 +19,8 @@ export interface BenchEnv {
   topology: Topology;
   /** Directory for .cpuprofile files when profiling, else null. */
   profileDir: string | null;
+  /** False: the api processes do not count reports (SAFEPKG_TEST_NO_REPORTS=1), the baseline of their cost. */
+  countReports: boolean;
   log: (message: string) => void;
 }
 
@@ -39,6 +41,7 @@ export function appEnv(
     // One client sends every request here; a per-client limit would measure the limiter.
     RATE_LIMIT_POINTS: '0',
     LOG_LEVEL: 'warn',
+    ...(env.countReports ? {} : { SAFEPKG_TEST_NO_REPORTS: '1' }),
     ...extra,
   };
 }

@@ -6,6 +6,7 @@ import {
   parsePackageKey,
   partitionOf,
   RedisBuffer,
+  ReportBuffer,
   type NewPackage,
 } from '@safepkg/core';
 import { Redis } from 'ioredis';
@@ -22,6 +23,8 @@ import { join } from 'node:path';
 
 export interface DrainResult {
   entries: number;
+  /** Whether each entry was also counted as reported once, as the check that buffered it does. */
+  withReports: boolean;
   fillMs: number;
   /** From the first observed drop in depth until the buffer was empty. */
   drainMs: number;
@@ -70,11 +73,23 @@ function countingPool(url: string): { pool: Pool; count: () => number } {
   return { pool, count: () => statements };
 }
 
+/** Report keys (live or in flight) left over the partitions. */
+async function reportKeys(redis: Redis, keys: KeySchema, partitions: number): Promise<number> {
+  let left = 0;
+  for (let p = 0; p < partitions; p++) {
+    const k = keys.partition(p);
+    left += await redis.exists(k.reports, k.reportsInflight);
+  }
+  return left;
+}
+
 /**
  * Fills the buffer with `entries` never-seen packages straight through RedisBuffer.add
- * (big calls, a few in flight), then starts one flusher and samples the depth until empty.
+ * (big calls, a few in flight) and, `withReports`, counts each once as the check that buffered
+ * it does; then starts one flusher and samples the depth until the buffer (and the report
+ * deltas) are empty.
  */
-export async function runDrain(env: BenchEnv, entries: number): Promise<DrainResult> {
+export async function runDrain(env: BenchEnv, entries: number, withReports = true): Promise<DrainResult> {
   const redis = new Redis(env.redisUrl);
   const keys = new KeySchema(env.keyPrefix);
   const catalogue = new Catalogue({ ...env.catalogue, knownApps: 1, hotApps: 1 });
@@ -83,6 +98,7 @@ export async function runDrain(env: BenchEnv, entries: number): Promise<DrainRes
     const databaseUrl = await resetBenchDatabase(env.template);
     const partitions = configDefaults().bufferPartitions;
     const buffer = new RedisBuffer(redis, keys, partitions, Number.MAX_SAFE_INTEGER);
+    const reports = new ReportBuffer(redis, keys, partitions);
     const rng = new Random(env.seed + 17);
     const t0 = Date.now();
     const chunk = 20_000;
@@ -93,12 +109,9 @@ export async function runDrain(env: BenchEnv, entries: number): Promise<DrainRes
         const n = Math.min(chunk, entries - from);
         next += n;
         const t = Date.now();
-        await buffer.add(
-          drainRefs(catalogue, 'drain', from, n, rng).map((r) => ({
-            key: `${r.ref.name}:${r.ref.versionCode}:${r.ref.signature}`,
-            payload: { t },
-          })),
-        );
+        const fill = drainRefs(catalogue, 'drain', from, n, rng).map((r) => packageKey(r.ref));
+        await buffer.add(fill.map((key) => ({ key, payload: { t } })));
+        if (withReports) await reports.add(fill, t);
       }
     };
     await Promise.all([filler(), filler(), filler()]);
@@ -122,7 +135,7 @@ export async function runDrain(env: BenchEnv, entries: number): Promise<DrainRes
         const now = Date.now();
         depthOverTime.push({ tMs: now - started, depth });
         if (firstDrop === null && depth < entries) firstDrop = now;
-        if (depth === 0) break;
+        if (depth === 0 && (await reportKeys(redis, keys, partitions)) === 0) break;
         if (now - started > 900_000) throw new Error('buffer not drained in 15 minutes');
         await sleep(200);
       }
@@ -171,6 +184,7 @@ export async function runDrain(env: BenchEnv, entries: number): Promise<DrainRes
     const batches = inserted.writeTransactions;
     return {
       entries,
+      withReports,
       fillMs,
       drainMs,
       rowsPerS: (entries * 1000) / Math.max(1, drainMs),

@@ -1,5 +1,5 @@
 import type { KeySchema } from '@safepkg/core';
-import { storedPackages } from '@safepkg/testkit';
+import { storedPackages, storedReports } from '@safepkg/testkit';
 import type { Redis } from 'ioredis';
 import type { Pool } from 'pg';
 
@@ -67,4 +67,47 @@ export function setDiff(
     missing: [...exp].filter((k) => !actual.has(k)),
     extra: [...actual].filter((k) => !exp.has(k)),
   };
+}
+
+export interface ReportAudit {
+  /** Sum over packages of the requests answered 200 that carried them. */
+  sent: number;
+  /** SUM(reports) in PostgreSQL. */
+  stored: number;
+  /** Per package, reports answered 200 but not stored, summed. */
+  lost: number;
+  /** Per package, stored reports beyond those answered 200 plus the ambiguous attempts, summed. */
+  over: number;
+  /** Attempts with an unknowable outcome (no answer, 503 unavailable), summed over their packages. */
+  ambiguous: number;
+  /** Stored reports beyond those answered 200 that the ambiguous attempts explain. */
+  overWithinAmbiguous: number;
+}
+
+/**
+ * Per package: sent ≤ stored ≤ sent + ambiguous. A report is lost when a 200 was answered and
+ * it is not in PostgreSQL; an over-count beyond the attempts whose answer never came back (the
+ * api counted, then died before answering) is a double count of the flush protocol.
+ */
+export async function auditReports(
+  pool: Pool,
+  sent: ReadonlyMap<string, number>,
+  ambiguous: ReadonlyMap<string, number>,
+): Promise<ReportAudit> {
+  const stored = await storedReports(pool);
+  const audit: ReportAudit = { sent: 0, stored: 0, lost: 0, over: 0, ambiguous: 0, overWithinAmbiguous: 0 };
+  for (const n of sent.values()) audit.sent += n;
+  for (const n of ambiguous.values()) audit.ambiguous += n;
+  const keys = new Set([...sent.keys(), ...stored.keys()]);
+  for (const key of keys) {
+    const want = sent.get(key) ?? 0;
+    const have = stored.get(key)?.reports ?? 0;
+    audit.stored += have;
+    if (have < want) audit.lost += want - have;
+    const extra = Math.max(0, have - want);
+    const explained = Math.min(extra, ambiguous.get(key) ?? 0);
+    audit.overWithinAmbiguous += explained;
+    audit.over += extra - explained;
+  }
+  return audit;
 }

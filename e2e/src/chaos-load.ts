@@ -24,6 +24,14 @@ export interface LoadStats {
  */
 export class ChaosLoad {
   readonly sent = new Set<string>();
+  /** Per package: requests answered 200 that carried it (each request once), what `reports` must equal. */
+  readonly reports = new Map<string, number>();
+  /**
+   * Per package: attempts that carried it and whose outcome the client cannot know: no answer
+   * (the api was killed after it may have counted, before it answered) or `503 unavailable`
+   * (Redis failed around the count script). Stored reports may exceed `reports` by at most these.
+   */
+  readonly ambiguous = new Map<string, number>();
   readonly stats: LoadStats = { accepted: 0, retries: 0, refused: {}, degraded: 0, abandoned: 0 };
   lastAcceptedAt = 0;
   private inFlight = 0;
@@ -93,6 +101,11 @@ export class ChaosLoad {
     return body;
   }
 
+  /** +1 for each distinct package of a request (a package listed twice counts once). */
+  private tally(counts: Map<string, number>, body: readonly PackageRef[]): void {
+    for (const key of new Set(body.map(packageKey))) counts.set(key, (counts.get(key) ?? 0) + 1);
+  }
+
   private async client(): Promise<void> {
     while (!this.stopping) await this.sendUntilAccepted(this.body());
   }
@@ -112,16 +125,19 @@ export class ChaosLoad {
           const res = await postCheck(url, body, AbortSignal.timeout(15_000));
           if (res.status === 200) {
             for (const r of res.results) this.sent.add(packageKey(r));
+            this.tally(this.reports, body);
             this.stats.accepted++;
             if (res.degraded) this.stats.degraded++;
             this.lastAcceptedAt = Date.now();
             return;
           }
           const code = res.errorCode ?? String(res.status);
+          if (code === 'unavailable') this.tally(this.ambiguous, body);
           this.stats.refused[code] = (this.stats.refused[code] ?? 0) + 1;
           if (res.retryAfter) wait = Math.min(1000, Number(res.retryAfter) * 1000);
         } catch {
           // No answer: the api died mid-request or is restarting. The check is idempotent: retry.
+          this.tally(this.ambiguous, body);
         } finally {
           this.inFlight--;
         }

@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { configDefaults, KeySchema, type Config } from '@safepkg/core';
 import {
   contextEnv,
+  reportKeysLeft,
   startApp,
   startPostgresServer,
   startRedisServer,
@@ -12,7 +13,7 @@ import {
 } from '@safepkg/testkit';
 import { Redis } from 'ioredis';
 import { Pool } from 'pg';
-import { auditBuffer, auditStored, setDiff } from './chaos-audit';
+import { auditBuffer, auditReports, auditStored, setDiff, type ReportAudit } from './chaos-audit';
 import { ChaosLoad, type LoadStats } from './chaos-load';
 
 export interface ChaosOptions {
@@ -49,6 +50,10 @@ export interface ChaosSummary {
   unqueued: number;
   /** Buffer entries left after the drain (pending members, or data with no pending member). */
   bufferLeft: number;
+  /** Reports answered 200 against packages.reports, per package (see auditReports). */
+  reports: ReportAudit;
+  /** Report keys (live deltas, in-flight sets) left in Redis after the drain. */
+  reportKeysLeft: number;
   load: LoadStats;
   seconds: number;
 }
@@ -62,7 +67,10 @@ export function summaryLine(s: ChaosSummary): string {
     .join(',');
   return (
     `kills=${s.kills} sent=${s.sent} stored=${s.stored} lost=${s.lost} duplicated=${s.duplicated} ` +
-    `unqueued=${s.unqueued} buffer_left=${s.bufferLeft} api_kills=${s.apiKills} flusher_kills=${s.flusherKills} ` +
+    `unqueued=${s.unqueued} buffer_left=${s.bufferLeft} reports_sent=${s.reports.sent} ` +
+    `reports_stored=${s.reports.stored} reports_lost=${s.reports.lost} reports_over=${s.reports.over} ` +
+    `reports_ambiguous=${s.reports.ambiguous} reports_over_ambiguous=${s.reports.overWithinAmbiguous} ` +
+    `report_keys_left=${s.reportKeysLeft} api_kills=${s.apiKills} flusher_kills=${s.flusherKills} ` +
     `pg_restarts=${s.postgresRestarts} redis_restarts=${s.redisRestarts} failed_starts=${s.failedStarts} requests=${s.load.accepted} ` +
     `retries=${s.load.retries} degraded=${s.load.degraded} refused=${refused || 'none'} abandoned=${s.load.abandoned} ` +
     `seconds=${s.seconds}`
@@ -70,7 +78,16 @@ export function summaryLine(s: ChaosSummary): string {
 }
 
 export function chaosFailed(s: ChaosSummary): boolean {
-  return s.lost > 0 || s.duplicated > 0 || s.unqueued > 0 || s.bufferLeft > 0 || s.sent === 0;
+  return (
+    s.lost > 0 ||
+    s.duplicated > 0 ||
+    s.unqueued > 0 ||
+    s.bufferLeft > 0 ||
+    s.sent === 0 ||
+    s.reports.lost > 0 ||
+    s.reports.over > 0 ||
+    s.reportKeysLeft > 0
+  );
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -210,16 +227,19 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
     pool.on('error', () => undefined);
     const keys = new KeySchema(config.keyPrefix);
     await waitFor(
-      async () => (await auditBuffer(redis as Redis, keys, config.bufferPartitions)).pending === 0,
+      async () =>
+        (await auditBuffer(redis as Redis, keys, config.bufferPartitions)).pending === 0 &&
+        (await reportKeysLeft(redis as Redis, keys, config.bufferPartitions)) === 0,
       {
         timeoutMs: 120_000,
         intervalMs: 250,
-        what: 'the buffer to drain',
+        what: 'the buffer and the report deltas to drain',
       },
     );
     const buffer = await auditBuffer(redis, keys, config.bufferPartitions);
     const stored = await auditStored(pool);
     const diff = setDiff(load.sent, stored.stored);
+    const reports = await auditReports(pool, load.reports, load.ambiguous);
     if (diff.missing.length > 0) log(`lost, e.g.: ${diff.missing.slice(0, 5).join(' ')}`);
     return {
       kills: apiKills + flusherKills,
@@ -237,6 +257,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
         stored.queued - stored.queuedDistinct + (load.stats.abandoned === 0 ? diff.extra.length : 0),
       unqueued: stored.rows - stored.queuedDistinct + stored.orphans,
       bufferLeft: buffer.pending + buffer.dataWithoutPending.length,
+      reports,
+      reportKeysLeft: await reportKeysLeft(redis, keys, config.bufferPartitions),
       load: load.stats,
       seconds: Math.round((Date.now() - began) / 1000),
     };

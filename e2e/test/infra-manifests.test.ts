@@ -234,6 +234,8 @@ test('the Grafana dashboard uses only metrics the apps expose, and shows what an
     'safepkg_checked_packages_total',
     'safepkg_degraded_answers_total',
     'safepkg_http_request_duration_seconds_bucket',
+    'safepkg_buffered_reports',
+    'safepkg_buffered_reports_oldest_age_seconds',
   ]) {
     expect(used).toContain(needed);
   }
@@ -263,6 +265,7 @@ test('the Prometheus alerts use only metrics the apps expose and cover the failu
   expect(byMetric('safepkg_buffer_oldest_pending_age_seconds').length).toBeGreaterThanOrEqual(1);
   expect(byMetric('deriv(sum(safepkg_buffer_depth)').length).toBeGreaterThanOrEqual(1);
   expect(byMetric('safepkg_flush_dead_letters_total').length).toBeGreaterThanOrEqual(1);
+  expect(byMetric('safepkg_buffered_reports_oldest_age_seconds').length).toBeGreaterThanOrEqual(1);
   expect(byMetric('safepkg_flush_failures_total').length).toBeGreaterThanOrEqual(1);
   expect(byMetric('outcome="degraded"').length).toBeGreaterThanOrEqual(1);
   expect(byMetric('safepkg_flush_last_success_timestamp_seconds').length).toBeGreaterThanOrEqual(2); // stale and absent

@@ -7,6 +7,7 @@ import {
   KeySchema,
   PackageStore,
   RedisBuffer,
+  ReportBuffer,
   ResultCache,
   VerdictLsn,
   type Config,
@@ -20,6 +21,7 @@ import { EvaluationService } from './evaluation-service';
 import { errorHandler, notFound } from './http-errors';
 import { ApiMetrics } from './metrics';
 import { adminRouter } from './routes/admin';
+import { adminPackagesRouter } from './routes/admin-packages';
 import { evaluationsRouter } from './routes/evaluations';
 import { healthRouter } from './routes/health';
 import { openApiRouter } from './routes/openapi';
@@ -35,6 +37,8 @@ export interface AppDeps {
   requestFlush?: () => Promise<void>;
   /** Routes lookups to replicas (DATABASE_READ_URL); started and stopped by the caller. */
   reads?: ReadPool;
+  /** Benchmark-only: false measures the check path without counting reports (SAFEPKG_TEST_NO_REPORTS=1). */
+  countReports?: boolean;
   /** Test-only pauses inside the check path, to force interleavings deterministically. */
   checkHooks?: CheckHooks;
 }
@@ -48,11 +52,13 @@ export function createApp(deps: AppDeps): Express {
   const keys = new KeySchema(config.keyPrefix);
   const buffer = new RedisBuffer(redis, keys, config.bufferPartitions, config.maxBufferDepth);
   const cache = new ResultCache(redis, keys, config.cacheTtlS);
+  const reports = new ReportBuffer(redis, keys, config.bufferPartitions);
   const checks = new CheckService({
     cache,
     store: new PackageStore(pool),
     reads: deps.reads,
     buffer,
+    reports: deps.countReports === false ? null : reports,
     writeMode: config.writeMode,
     metrics,
     logger,
@@ -120,6 +126,7 @@ export function createApp(deps: AppDeps): Express {
       requestFlush: deps.requestFlush ?? (() => Promise.resolve()),
     }),
   );
+  app.use(adminPackagesRouter({ pool, buffer, reports }));
   app.use(notFound);
   app.use(errorHandler(config.retryAfterS));
   return app;

@@ -9,6 +9,7 @@ import {
   type PackageStore,
   type ReadPool,
   type RedisBuffer,
+  type ReportBuffer,
   type ResultCache,
   type StoredPackage,
   type WriteMode,
@@ -44,6 +45,8 @@ export interface CheckDeps {
   /** Where lookups go (replicas or the primary); absent = every lookup on `store`. */
   reads?: Pick<ReadPool, 'lookupMany'>;
   buffer: RedisBuffer;
+  /** Null only in the benchmark's baseline (SAFEPKG_TEST_NO_REPORTS=1): reports are not counted. */
+  reports: ReportBuffer | null;
   writeMode: WriteMode;
   metrics: ApiMetrics;
   logger: Logger;
@@ -127,6 +130,8 @@ export class CheckService {
     const fill = redisUp ? this.fillCache(stored) : Promise.resolve();
 
     const unknown = misses.filter((k) => !stored.has(k)).map((k) => unique.get(k) as PackageRef);
+    // Whether this request's packages went to PostgreSQL without Redis; its reports go there too.
+    let withoutRedis = !redisUp;
     if (unknown.length > 0) {
       const direct = this.deps.writeMode === 'direct' && postgresUp;
       if (direct || !redisUp) {
@@ -139,11 +144,15 @@ export class CheckService {
           // Redis failed between the cache read and the buffer write: PostgreSQL still takes it.
           this.degrade('redis', err);
           degraded = true;
+          withoutRedis = true;
           await this.writeDirect(unknown, now, answers);
         }
       }
     }
     await fill;
+    // Counted last, once nothing else can fail: a request answered 503 (buffer_full, unavailable)
+    // counts nothing, and every package of a request answered 200 counts once.
+    await this.countReports([...unique.values()], keys, now, withoutRedis);
 
     const results = refKeys.map((k) => answers.get(k) as PackageResult);
     this.countStatuses(results);
@@ -203,6 +212,25 @@ export class CheckService {
 
   private lookup(refs: readonly PackageRef[], options?: { confirmMisses?: boolean }) {
     return this.deps.reads ? this.deps.reads.lookupMany(refs, options) : this.deps.store.lookupMany(refs);
+  }
+
+  /**
+   * One report per distinct package. Normally into Redis (one pipelined script call per touched
+   * partition), after the buffer add: a counted package is then always buffered or stored, which
+   * the flusher's ordering relies on. Without Redis, straight into PostgreSQL, where the request's
+   * packages now are. A failure here makes the request 503 (nothing else was answered yet).
+   */
+  private async countReports(refs: PackageRef[], keys: string[], now: number, withoutRedis: boolean) {
+    const { metrics, reports } = this.deps;
+    if (!reports) return;
+    try {
+      if (withoutRedis) await this.deps.store.countReportsDirect(refs, new Date(now));
+      else await reports.add(keys, now);
+    } catch (err) {
+      this.degrade(withoutRedis ? 'postgres' : 'redis', err);
+      throw new UnavailableError('cannot count the reports right now', { cause: err });
+    }
+    metrics.reports.inc({ via: withoutRedis ? 'postgres' : 'redis' }, keys.length);
   }
 
   private async bufferUnknown(unknown: PackageRef[], now: number, answers: Map<string, PackageResult>) {

@@ -53,7 +53,18 @@ async function main(): Promise<void> {
   const metrics = new ApiMetrics();
   const reads = createReadPool(config, pool, redis, logger, metrics);
   reads?.start();
-  const app = createApp({ config, pool, redis, logger, requestFlush, metrics, reads });
+  const app = createApp({
+    config,
+    pool,
+    redis,
+    logger,
+    requestFlush,
+    metrics,
+    reads,
+    // The benchmark's baseline for the cost of counting reports; never set in production.
+    countReports: process.env.SAFEPKG_TEST_NO_REPORTS !== '1',
+  });
+
   const server: Server = createHttpServer(app);
   let stopping = false;
   const inFlight = new Set<ServerResponse>();

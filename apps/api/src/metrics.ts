@@ -33,6 +33,12 @@ export class ApiMetrics {
     help: 'Unknown packages written straight to PostgreSQL (WRITE_MODE=direct or Redis down)',
     registers: [this.registry],
   });
+  readonly reports = new Counter({
+    name: 'safepkg_reports_counted_total',
+    help: 'Package reports counted (distinct packages of checks answered 200), by where (redis: buffered deltas; postgres: without Redis)',
+    labelNames: ['via'] as const,
+    registers: [this.registry],
+  });
   readonly degraded = new Counter({
     name: 'safepkg_degraded_answers_total',
     help: 'Answers given with degraded: true, by failed dependency',
@@ -101,5 +107,6 @@ export class ApiMetrics {
     for (const result of ['new', 'already_pending', 'buffer_full']) this.bufferAdds.inc({ result }, 0);
     for (const dependency of ['redis', 'postgres']) this.degraded.inc({ dependency }, 0);
     this.dbLookups.inc({ target: 'primary', reason: 'replicas_unhealthy' }, 0);
+    for (const via of ['redis', 'postgres']) this.reports.inc({ via }, 0);
   }
 }

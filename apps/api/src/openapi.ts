@@ -1,4 +1,11 @@
-import { componentSchemas, errorSchema, examplePackage, ref, type JsonObject } from './openapi-schemas';
+import {
+  componentSchemas,
+  errorSchema,
+  examplePackage,
+  ref,
+  type Json,
+  type JsonObject,
+} from './openapi-schemas';
 
 const json = (schema: JsonObject, example?: JsonObject): JsonObject => ({
   'application/json': example ? { schema, examples: { example: { value: example } } } : { schema },
@@ -118,6 +125,32 @@ const exampleResult = {
   firstSeenAt: null,
 };
 
+function packageParams(): Json[] {
+  return [
+    {
+      name: 'name',
+      in: 'path',
+      required: true,
+      schema: { type: 'string', maxLength: 255 },
+      example: examplePackage.name,
+    },
+    {
+      name: 'versionCode',
+      in: 'path',
+      required: true,
+      schema: { type: 'integer', minimum: 0 },
+      example: examplePackage.versionCode,
+    },
+    {
+      name: 'signature',
+      in: 'path',
+      required: true,
+      schema: { type: 'string', pattern: '^[0-9a-fA-F]{64}$' },
+      example: examplePackage.signature,
+    },
+  ];
+}
+
 function paths(): JsonObject {
   return {
     '/v1/packages/check': {
@@ -148,29 +181,7 @@ function paths(): JsonObject {
         operationId: 'getPackage',
         tags: ['packages'],
         summary: 'One package, read-only (buffers nothing)',
-        parameters: [
-          {
-            name: 'name',
-            in: 'path',
-            required: true,
-            schema: { type: 'string', maxLength: 255 },
-            example: examplePackage.name,
-          },
-          {
-            name: 'versionCode',
-            in: 'path',
-            required: true,
-            schema: { type: 'integer', minimum: 0 },
-            example: examplePackage.versionCode,
-          },
-          {
-            name: 'signature',
-            in: 'path',
-            required: true,
-            schema: { type: 'string', pattern: '^[0-9a-fA-F]{64}$' },
-            example: examplePackage.signature,
-          },
-        ],
+        parameters: packageParams(),
         responses: {
           '200': ok('the package, stored or pending', 'SinglePackageResponse', {
             ...exampleResult,
@@ -214,11 +225,66 @@ function paths(): JsonObject {
       post: {
         ...admin,
         operationId: 'claimAnalysis',
-        summary: 'Claim new packages waiting for analysis (lease-based, FOR UPDATE SKIP LOCKED)',
+        summary:
+          'Claim new packages waiting for analysis, most reported first (lease-based, FOR UPDATE SKIP LOCKED)',
+        description:
+          'Hands out the packages that the most check requests carried first (stored reports; ties: queued ' +
+          'earliest first), so that analysts look first at what is spreading.',
         requestBody: body('ClaimRequest', { limit: 100 }),
         responses: {
-          '200': ok('claimed packages, oldest first', 'ClaimResponse', { packages: [] }),
+          '200': ok('claimed packages, most reported first', 'ClaimResponse', {
+            packages: [
+              {
+                ...examplePackage,
+                firstSeenAt: '2026-01-01T00:00:00.000Z',
+                reports: 1840,
+                lastSeenAt: '2026-01-01T06:00:00.000Z',
+                claimedUntil: '2026-01-01T06:10:00.000Z',
+                attempts: 1,
+              },
+            ],
+          }),
           ...jsonOnly,
+          ...adminCommon,
+          '503': use('Unavailable'),
+        },
+      },
+    },
+    '/v1/admin/packages/{name}/{versionCode}/{signature}': {
+      get: {
+        ...admin,
+        operationId: 'getPackageDetail',
+        summary:
+          'One package for analysts: reports, first and last seen, status, verdict history, analysis state',
+        description:
+          '`reports` is exact: what PostgreSQL holds plus the deltas still buffered in Redis, so either one not ' +
+          'answering is 503. 404 when the package was never seen (not stored, not pending, never counted).',
+        parameters: packageParams(),
+        responses: {
+          '200': ok('the package', 'PackageDetailResponse', {
+            ...examplePackage,
+            known: true,
+            pending: false,
+            firstSeenAt: '2026-01-01T00:00:00.000Z',
+            lastSeenAt: '2026-01-01T06:00:00.000Z',
+            reports: 1840,
+            reportsBuffered: 12,
+            status: 'malicious',
+            threatIndex: 0.97,
+            source: 'manual',
+            evaluations: [
+              {
+                verdict: 'malicious',
+                source: 'manual',
+                threatIndex: 0.97,
+                createdAt: '2026-01-01T05:00:00.000Z',
+                createdBy: 'alice',
+              },
+            ],
+            evaluationsTotal: 1,
+            analysis: { queued: false, enqueuedAt: null, claimedUntil: null, attempts: null },
+          }),
+          '400': use('BadRequest'),
           ...adminCommon,
           '503': use('Unavailable'),
         },

@@ -208,10 +208,12 @@ test('400, 413 and 415 answers of every operation that reads a body or parameter
       expect(wrong.status).toBe(o.path === '/v1/admin/flush' ? 202 : 400);
     }
   }
-  const get = operations.find((o) => o.path.startsWith('/v1/packages/{')) as Operation;
-  const bad = await send(server, get, { url: `/v1/packages/1bad/-1/xyz` });
-  expect(bad.status).toBe(400);
-  expect((bad.body as { error: { details: unknown[] } }).error.details).toHaveLength(3);
+  for (const get of operations.filter((o) => o.method === 'get' && o.path.endsWith('{signature}'))) {
+    const url = get.path.replace('{name}/{versionCode}/{signature}', '1bad/-1/xyz');
+    const bad = await send(server, get, { url, headers: isAdmin(get) ? auth : {} });
+    expect([url, bad.status]).toEqual([url, 400]);
+    expect((bad.body as { error: { details: unknown[] } }).error.details).toHaveLength(3);
+  }
 });
 
 test('401 without the admin token, 404 when the admin API is disabled or the package/route is unknown', async () => {

@@ -7,8 +7,18 @@ import { ConfigError } from '@safepkg/core';
  * - after-read:   a batch read from Redis, nothing written
  * - after-commit: the batch committed in PostgreSQL, nothing confirmed in Redis
  * - mid-confirm:  between two compare-and-delete calls of one committed batch
+ * - reports-taken: report deltas moved to in-flight sets under their flush ids, nothing written
+ * - before-reports-clear: a transaction that applied report sets committed (entries confirmed),
+ *                   the in-flight sets not yet dropped
  */
-export const CRASH_POINTS = ['lease-held', 'after-read', 'after-commit', 'mid-confirm'] as const;
+export const CRASH_POINTS = [
+  'lease-held',
+  'after-read',
+  'after-commit',
+  'mid-confirm',
+  'reports-taken',
+  'before-reports-clear',
+] as const;
 export type CrashPoint = (typeof CRASH_POINTS)[number];
 
 /** Called at each crash point; in-process tests pass async hooks to act there (steal a lease, …). */

@@ -8,6 +8,9 @@ import {
   type PartitionLease,
   type RedisBuffer,
   type RedisClient,
+  type ReportBuffer,
+  type ReportDelta,
+  type ReportSet,
 } from '@safepkg/core';
 import { Backoff } from './backoff';
 import type { Checkpoint } from './crash-points';
@@ -15,7 +18,7 @@ import { liveCursors, readRound, type PartitionCursor, type RoundEntry } from '.
 import { startPrefetch, type Prefetch } from './prefetch';
 import { LeaseKeeper } from './lease-keeper';
 import type { FlusherMetrics } from './metrics';
-import { RoundWriter, type PartitionCounts } from './round-writer';
+import { RoundWriter, type PartitionCounts, type ReportOf, type RoundResult } from './round-writer';
 
 /** What one partition contributed to a tick. */
 export interface PartitionFlushResult extends PartitionCounts {
@@ -30,6 +33,8 @@ export interface TickResult {
   partitions: PartitionFlushResult[];
   /** Rounds written: each one PostgreSQL transaction over entries of any number of partitions. */
   rounds: number;
+  /** Reports added to PostgreSQL. */
+  reports: number;
   leasesBusy: number;
   ms: number;
   error: string | null;
@@ -40,6 +45,7 @@ export interface FlusherDeps {
   redis: RedisClient;
   keys: KeySchema;
   buffer: RedisBuffer;
+  reports: ReportBuffer;
   store: PackageStore;
   metrics: FlusherMetrics;
   logger: Logger;
@@ -71,6 +77,7 @@ export class Flusher {
   constructor(private readonly deps: FlusherDeps) {
     this.writer = new RoundWriter({
       buffer: deps.buffer,
+      reports: deps.reports,
       store: deps.store,
       metrics: deps.metrics,
       logger: deps.logger,
@@ -98,6 +105,7 @@ export class Flusher {
       skipped: null,
       partitions: [],
       rounds: 0,
+      reports: 0,
       leasesBusy: 0,
       ms: 0,
       error: null,
@@ -170,15 +178,42 @@ export class Flusher {
   }
 
   /**
-   * Snapshots each held partition's seq, then writes rounds until every partition is drained,
-   * lost or the flusher stops. Round N+1 is read from Redis while round N is written to
-   * PostgreSQL: the windows are disjoint (each read advances its cursor), and an entry read
-   * but never written simply stays pending, so a prefetched round is dropped on stop or error.
+   * Takes each held partition's report deltas, then snapshots its seq, then writes rounds until
+   * every partition is drained, lost or the flusher stops. Round N+1 is read from Redis while
+   * round N is written to PostgreSQL: the windows are disjoint (each read advances its cursor),
+   * and an entry read but never written simply stays pending, so a prefetched round is dropped
+   * on stop or error.
+   *
+   * Report deltas are taken BEFORE the snapshot: a check counts its packages only after they
+   * were buffered (or found stored), so every package of a taken set is then in PostgreSQL or
+   * buffered at or below the snapshot. The sets are applied in the round that finishes the last
+   * partition, after that round's INSERT: no increment can miss a row still in the buffer.
    */
   private async drain(held: readonly LeaseKeeper[], result: TickResult): Promise<void> {
     if (held.length === 0) return;
-    const { buffer, config, checkpoint } = this.deps;
+    const { buffer, reports, config, checkpoint } = this.deps;
     await checkpoint?.('lease-held');
+    const sets = new Map<number, ReportSet>();
+    // Per partition, the set's deltas not yet written: a package the tick inserts takes its count
+    // with it (one write per new package), and only the rest goes to the set's UPDATE.
+    const unwritten = new Map<number, Map<string, ReportDelta>>();
+    await Promise.all(
+      held.map(async (lease) => {
+        const set = await reports.take(lease.partition);
+        if (!set) return;
+        sets.set(lease.partition, set);
+        unwritten.set(lease.partition, new Map(set.deltas.map((d) => [d.key, d])));
+      }),
+    );
+    const reportOf = (partition: number, key: string) => {
+      const set = sets.get(partition);
+      const d = unwritten.get(partition)?.get(key);
+      return set && d ? { count: d.count, lastSeenAt: d.lastSeenAt, tag: set.tag } : undefined;
+    };
+    const written = (done: readonly { partition: number; key: string }[]) => {
+      for (const { partition, key } of done) unwritten.get(partition)?.delete(key);
+    };
+    if (sets.size > 0) await checkpoint?.('reports-taken');
     const cursors: PartitionCursor[] = await Promise.all(
       held.map(async (lease) => ({
         lease,
@@ -190,17 +225,28 @@ export class Flusher {
     const keeperOf = new Map(held.map((k) => [k.partition, k]));
     const isLost = (p: number) => keeperOf.get(p)?.isLost ?? true;
     const byPartition = new Map<number, PartitionFlushResult>();
+    // The sets go with the round that finishes the tick's last partition (rather than each with its
+    // own partition's last round): a package buffered in one partition and counted in another (pods
+    // with different BUFFER_PARTITIONS during a rollout) is then inserted before its increment too.
+    const due = () =>
+      liveCursors(cursors).length === 0
+        ? [...sets.values()]
+            .filter((s) => !isLost(s.partition))
+            .map((s) => ({ ...s, deltas: [...(unwritten.get(s.partition)?.values() ?? [])] }))
+        : [];
     let prefetch: Prefetch | null = null;
     try {
       let round = this.stopping ? [] : await readRound(buffer, cursors, config.flushBatchSize);
-      while (round.length > 0) {
-        await checkpoint?.('after-read');
+      for (;;) {
+        const finishing = due();
+        if (round.length === 0 && finishing.length === 0) break;
+        if (round.length > 0) await checkpoint?.('after-read');
         // Cursors exhausted by this read mean nothing is left to prefetch; the round in hand is still written.
         prefetch =
           !this.stopping && liveCursors(cursors).length > 0
             ? startPrefetch(readRound(buffer, cursors, config.flushBatchSize))
             : null;
-        await this.writeRound(round, isLost, result, byPartition);
+        written(await this.writeRound(round, finishing, isLost, result, byPartition, reportOf));
         if (this.stopping || !prefetch) break;
         // Between rounds, as between batches before: a partition whose renewal fails is dropped from the
         // tick. Every held lease, not only live cursors: the prefetched round may hold entries of a
@@ -221,16 +267,19 @@ export class Flusher {
 
   private async writeRound(
     round: readonly RoundEntry[],
+    reportSets: readonly ReportSet[],
     isLost: (partition: number) => boolean,
     result: TickResult,
     byPartition: Map<number, PartitionFlushResult>,
-  ): Promise<void> {
+    reportOf: ReportOf,
+  ): Promise<RoundResult['insertedWithReports']> {
     const { logger, metrics } = this.deps;
     const roundStarted = Date.now();
     const end = metrics.batchDuration.startTimer();
-    const written = await this.writer.write(round, isLost);
+    const written = await this.writer.write(round, isLost, reportSets, reportOf);
     end();
     result.rounds++;
+    result.reports += written.reports;
     const partitions: Record<string, PartitionCounts> = {};
     for (const [p, c] of written.byPartition) {
       partitions[p] = c;
@@ -249,21 +298,31 @@ export class Flusher {
         batches: total.batches + 1,
       });
     }
-    if (written.rows > 0 || written.deadLettered > 0) {
-      const { rows, newRows, deadLettered } = written;
+    if (written.rows > 0 || written.deadLettered > 0 || written.reports > 0) {
+      const { rows, newRows, deadLettered, reports } = written;
       logger.info(
-        { round: result.rounds, rows, newRows, deadLettered, ms: Date.now() - roundStarted, partitions },
+        {
+          round: result.rounds,
+          rows,
+          newRows,
+          deadLettered,
+          reports,
+          ms: Date.now() - roundStarted,
+          partitions,
+        },
         'flushed round',
       );
     }
+    return written.insertedWithReports;
   }
 
   private async record(result: TickResult): Promise<void> {
     const rows = result.partitions.reduce((a, p) => a + p.rows, 0);
-    if (rows === 0) return;
+    if (rows === 0 && result.reports === 0) return;
     const summary = {
       at: new Date().toISOString(),
       rows,
+      reports: result.reports,
       newRows: result.partitions.reduce((a, p) => a + p.newRows, 0),
       deadLettered: result.partitions.reduce((a, p) => a + p.deadLettered, 0),
       ms: result.ms,
@@ -279,6 +338,11 @@ export class Flusher {
       this.deps.metrics.depth.set({ partition }, s.depth);
       this.deps.metrics.oldestAge.set({ partition }, (s.oldestPendingAgeMs ?? 0) / 1000);
       this.deps.metrics.deadLetterDepth.set({ partition }, s.deadLetters);
+    }
+    for (const r of await this.deps.reports.stats(await this.partitions())) {
+      const partition = String(r.partition);
+      this.deps.metrics.bufferedReports.set({ partition }, r.buffered);
+      this.deps.metrics.reportsOldestAge.set({ partition }, (r.oldestAgeMs ?? 0) / 1000);
     }
   }
 }

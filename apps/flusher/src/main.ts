@@ -9,6 +9,7 @@ import {
   loadConfig,
   PackageStore,
   RedisBuffer,
+  ReportBuffer,
   SafepkgError,
 } from '@safepkg/core';
 import { crashPointFromEnv } from './crash-points';
@@ -57,6 +58,7 @@ async function main(): Promise<void> {
     redis,
     keys,
     buffer: new RedisBuffer(redis, keys, config.bufferPartitions, config.maxBufferDepth),
+    reports: new ReportBuffer(redis, keys, config.bufferPartitions),
     store: new PackageStore(pool),
     metrics,
     logger,

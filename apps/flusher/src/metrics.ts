@@ -53,6 +53,34 @@ export class FlusherMetrics {
     labelNames: ['partition'] as const,
     registers: [this.registry],
   });
+  readonly reports = new Counter({
+    name: 'safepkg_flush_reports_total',
+    help: 'Package reports (checks answered 200 that carried the package) added to PostgreSQL',
+    registers: [this.registry],
+  });
+  readonly reportSets = new Counter({
+    name: 'safepkg_flush_report_sets_total',
+    help: 'Report delta sets written, by result (applied; already_applied: re-flushed after a crash or by another flusher, refused by the ledger)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly reportsUnmatched = new Counter({
+    name: 'safepkg_flush_reports_unmatched_total',
+    help: 'Report deltas dropped because PostgreSQL holds no such package (never expected from a check)',
+    registers: [this.registry],
+  });
+  readonly bufferedReports = new Gauge({
+    name: 'safepkg_buffered_reports',
+    help: 'Reports counted in Redis and not yet in PostgreSQL, per partition',
+    labelNames: ['partition'] as const,
+    registers: [this.registry],
+  });
+  readonly reportsOldestAge = new Gauge({
+    name: 'safepkg_buffered_reports_oldest_age_seconds',
+    help: 'Age of the oldest report delta not yet in PostgreSQL, per partition',
+    labelNames: ['partition'] as const,
+    registers: [this.registry],
+  });
   readonly lastSuccess = new Gauge({
     name: 'safepkg_flush_last_success_timestamp_seconds',
     help: 'When the last flush tick completed without error',
@@ -63,5 +91,6 @@ export class FlusherMetrics {
     if (defaultMetrics) collectDefaultMetrics({ register: this.registry });
     // Known label values start at 0 so that rate() over them works before the first failure.
     for (const reason of ['unavailable', 'lease_lost']) this.failures.inc({ reason }, 0);
+    for (const result of ['applied', 'already_applied']) this.reportSets.inc({ result }, 0);
   }
 }

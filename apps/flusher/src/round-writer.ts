@@ -6,6 +6,9 @@ import {
   type NewPackage,
   type PackageStore,
   type RedisBuffer,
+  type ReportApplyResult,
+  type ReportBuffer,
+  type ReportSet,
 } from '@safepkg/core';
 import type { Checkpoint } from './crash-points';
 import { isDataError } from './data-errors';
@@ -21,10 +24,20 @@ export interface PartitionCounts {
 
 export interface RoundResult extends PartitionCounts {
   byPartition: Map<number, PartitionCounts>;
+  /** Partitions whose report set is now in PostgreSQL (applied here, or found applied) and dropped from Redis. */
+  reportsDone: number[];
+  /** Reports this round added to PostgreSQL (in new rows, and by its sets' UPDATE). */
+  reports: number;
+  /** Packages this round inserted with their count from a set: that part of the set is done. */
+  insertedWithReports: { partition: number; key: string }[];
 }
+
+/** A package's count in the tick's report set of its partition, if it has one. */
+export type ReportOf = (partition: number, key: string) => NewPackage['report'];
 
 export interface RoundWriterDeps {
   buffer: RedisBuffer;
+  reports: ReportBuffer;
   store: PackageStore;
   metrics: FlusherMetrics;
   logger: Logger;
@@ -62,17 +75,37 @@ function groupByPartition<T extends { partition: number }>(items: readonly T[]):
 export class RoundWriter {
   constructor(private readonly deps: RoundWriterDeps) {}
 
-  /** `isLost(p)` is asked before every PostgreSQL write: a partition whose lease is gone has nothing more written. */
-  async write(round: readonly RoundEntry[], isLost: (partition: number) => boolean): Promise<RoundResult> {
-    const result: RoundResult = { rows: 0, newRows: 0, deadLettered: 0, byPartition: new Map() };
+  /**
+   * `isLost(p)` is asked before every PostgreSQL write: a partition whose lease is gone has nothing
+   * more written. `reportSets` are the sets of partitions this round finishes: applied in the
+   * round's transaction after its INSERT (in a transaction of their own after the halves if
+   * PostgreSQL refuses the round's data), then dropped from Redis after COMMIT.
+   */
+  async write(
+    round: readonly RoundEntry[],
+    isLost: (partition: number) => boolean,
+    reportSets: readonly ReportSet[] = [],
+    reportOf: ReportOf = () => undefined,
+  ): Promise<RoundResult> {
+    const result: RoundResult = {
+      rows: 0,
+      newRows: 0,
+      deadLettered: 0,
+      byPartition: new Map(),
+      reportsDone: [],
+      reports: 0,
+      insertedWithReports: [],
+    };
     const valid: Item[] = [];
     const malformed: RoundEntry[] = [];
     for (const { partition, entry } of round) {
       try {
+        const ref = parsePackageKey(entry.key);
+        const report = reportOf(partition, entry.key);
         valid.push({
           partition,
           entry,
-          row: { ref: parsePackageKey(entry.key), firstSeenAt: new Date(entry.payload.t) },
+          row: { ref, firstSeenAt: new Date(entry.payload.t), ...(report ? { report } : {}) },
         });
       } catch {
         malformed.push({ partition, entry });
@@ -82,8 +115,48 @@ export class RoundWriter {
       const entries = group.map((g) => g.entry);
       await this.deadLetter(p, entries, { code: 'malformed_key', message: 'not a package key' }, result);
     }
-    await this.writeIsolating(valid, isLost, result);
+    const sets = reportSets.filter((s) => !isLost(s.partition));
+    const unapplied = await this.writeIsolating(valid, isLost, result, sets);
+    if (unapplied.length > 0) await this.writeReportsAlone(unapplied, isLost, result);
     return result;
+  }
+
+  /** A transaction of report sets only: after a halved round, or a tick with deltas and no entries. */
+  private async writeReportsAlone(
+    sets: readonly ReportSet[],
+    isLost: (partition: number) => boolean,
+    result: RoundResult,
+  ): Promise<void> {
+    const live = sets.filter((s) => !isLost(s.partition));
+    if (live.length === 0) return;
+    const { reports } = await this.deps.store.flushRound([], live);
+    await this.finishReports(live, reports, result);
+  }
+
+  /** After COMMIT: every set of the transaction is in PostgreSQL (applied now or before), so drop it. */
+  private async finishReports(
+    sets: readonly ReportSet[],
+    applied: ReportApplyResult | null,
+    result: RoundResult,
+  ): Promise<void> {
+    if (sets.length === 0 || !applied) return;
+    const { metrics, logger } = this.deps;
+    metrics.reports.inc(applied.reports);
+    metrics.reportSets.inc({ result: 'applied' }, applied.applied.length);
+    metrics.reportSets.inc({ result: 'already_applied' }, applied.skipped.length);
+    result.reports += applied.reports;
+    if (applied.unmatched > 0 || applied.malformed.length > 0) {
+      metrics.reportsUnmatched.inc(applied.unmatched + applied.malformed.length);
+      logger.warn(
+        { unmatched: applied.unmatched, malformed: applied.malformed.slice(0, 20) },
+        'report deltas for packages PostgreSQL does not hold were dropped',
+      );
+    }
+    await this.deps.checkpoint?.('before-reports-clear');
+    for (const set of sets) {
+      await this.deps.reports.clear(set);
+      result.reportsDone.push(set.partition);
+    }
   }
 
   private counts(result: RoundResult, partition: number): PartitionCounts {
@@ -92,25 +165,49 @@ export class RoundWriter {
     return c;
   }
 
-  /** Writes the items; if PostgreSQL refuses them for their data, halves them until the bad rows stand alone. */
+  /**
+   * Writes the items, with the report sets in the same transaction; if PostgreSQL refuses them
+   * for their data, halves the items (without the sets) until the bad rows stand alone.
+   * Returns the sets that were not written, for a transaction of their own once all halves are in.
+   */
   private async writeIsolating(
     items: Item[],
     isLost: (partition: number) => boolean,
     result: RoundResult,
-  ): Promise<void> {
+    reportSets: readonly ReportSet[] = [],
+  ): Promise<ReportSet[]> {
     // Checked before every PostgreSQL write, halves included: a partition whose lease was lost
     // (another flusher may be on it) has nothing more written by this one.
     const live = items.filter((i) => !isLost(i.partition));
-    if (live.length === 0) return;
+    const sets = reportSets.filter((s) => !isLost(s.partition));
+    if (live.length === 0) return sets;
     let inserted: number;
+    let applied: ReportApplyResult | null;
     const partitionOfKey = new Map<string, number>();
     try {
-      const refs = await this.deps.store.insertBatch(live.map((i) => i.row));
+      const written = await this.deps.store.flushRound(
+        live.map((i) => i.row),
+        sets,
+      );
+      const refs = written.inserted;
+      applied = written.reports;
       inserted = refs.length;
-      for (const i of live) partitionOfKey.set(packageKey(i.row.ref), i.partition);
+      const itemOfKey = new Map<string, Item>();
+      for (const i of live) {
+        partitionOfKey.set(packageKey(i.row.ref), i.partition);
+        itemOfKey.set(i.entry.key, i);
+      }
       for (const ref of refs) {
-        const p = partitionOfKey.get(packageKey(ref));
+        const key = packageKey(ref);
+        const p = partitionOfKey.get(key);
         if (p !== undefined) this.counts(result, p).newRows++;
+        // Created with its count: the set's UPDATE must not add it again (the row's tag says so too).
+        const report = itemOfKey.get(key)?.row.report;
+        if (p !== undefined && report) {
+          result.insertedWithReports.push({ partition: p, key });
+          result.reports += report.count;
+          this.deps.metrics.reports.inc(report.count);
+        }
       }
     } catch (err) {
       if (!isDataError(err)) throw err;
@@ -118,12 +215,12 @@ export class RoundWriter {
       if (live.length === 1) {
         const e = err as { code: string; message: string };
         await this.deadLetter(only.partition, [only.entry], { code: e.code, message: e.message }, result);
-        return;
+        return sets;
       }
       const mid = live.length >> 1;
       await this.writeIsolating(live.slice(0, mid), isLost, result);
       await this.writeIsolating(live.slice(mid), isLost, result);
-      return;
+      return sets;
     }
     await this.deps.checkpoint?.('after-commit');
     await this.confirm(live);
@@ -132,6 +229,8 @@ export class RoundWriter {
     result.newRows += inserted;
     this.deps.metrics.rows.inc(live.length);
     this.deps.metrics.newRows.inc(inserted);
+    await this.finishReports(sets, applied, result);
+    return [];
   }
 
   /**

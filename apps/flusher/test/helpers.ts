@@ -2,9 +2,10 @@ import {
   createLogger,
   PackageStore,
   RedisBuffer,
+  ReportBuffer,
   type Config,
   type NewPackage,
-  type PackageRef,
+  type ReportSet,
 } from '@safepkg/core';
 import { startTcpProxy, type TcpProxy, type TestContext } from '@safepkg/testkit';
 import { Pool } from 'pg';
@@ -15,15 +16,16 @@ import { absorbClientErrors } from '../src/pool-errors';
 /** The real store, counting its batch writes (each one PostgreSQL transaction). */
 export class CountingStore extends PackageStore {
   inserts = 0;
-  override async insertBatch(rows: readonly NewPackage[]): Promise<PackageRef[]> {
-    this.inserts++;
-    return super.insertBatch(rows);
+  override async flushRound(rows: readonly NewPackage[], reports: readonly ReportSet[]) {
+    if (rows.length > 0 || reports.length > 0) this.inserts++;
+    return super.flushRound(rows, reports);
   }
 }
 
 export interface TestFlusher {
   flusher: Flusher;
   buffer: RedisBuffer;
+  reports: ReportBuffer;
   store: CountingStore;
   metrics: FlusherMetrics;
   config: Config;
@@ -36,6 +38,7 @@ export function testFlusher(
 ): TestFlusher {
   const config = { ...ctx.config, ...options.config };
   const buffer = new RedisBuffer(ctx.redis, ctx.keys, config.bufferPartitions, config.maxBufferDepth);
+  const reports = new ReportBuffer(ctx.redis, ctx.keys, config.bufferPartitions);
   const store = new CountingStore(options.pool ?? ctx.db.pool);
   const metrics = new FlusherMetrics({ defaultMetrics: false });
   const flusher = new Flusher({
@@ -43,12 +46,13 @@ export function testFlusher(
     redis: ctx.redis,
     keys: ctx.keys,
     buffer,
+    reports,
     store,
     metrics,
     logger: createLogger({ logLevel: 'silent' }, 'flusher-test'),
     ...options.deps,
   });
-  return { flusher, buffer, store, metrics, config };
+  return { flusher, buffer, reports, store, metrics, config };
 }
 
 /** A counter's current value (prom-client keeps it per label set; these have none). */

@@ -1,6 +1,6 @@
 import type { Pool } from 'pg';
 import { bufferPackages, flushState, useTestContext, waitFor, type TcpProxy } from '@safepkg/testkit';
-import { RedisBuffer, type BufferEntry, type NewPackage, type PackageRef } from '@safepkg/core';
+import { RedisBuffer, type BufferEntry, type NewPackage, type ReportSet } from '@safepkg/core';
 import { Backoff } from '../src/backoff';
 import { CountingStore, proxiedPool, testFlusher } from './helpers';
 
@@ -48,9 +48,9 @@ class RecordingBuffer extends RedisBuffer {
 /** The real store, whose writes run a hook first (to wait for, or cut, something mid-round). */
 class HookedStore extends CountingStore {
   beforeInsert: (call: number) => Promise<void> = async () => undefined;
-  override async insertBatch(rows: readonly NewPackage[]): Promise<PackageRef[]> {
+  override async flushRound(rows: readonly NewPackage[], reports: readonly ReportSet[]) {
     await this.beforeInsert(this.inserts + 1);
-    return super.insertBatch(rows);
+    return super.flushRound(rows, reports);
   }
 }
 

@@ -307,7 +307,8 @@ export class RedisBuffer {
     const held = await Promise.all(
       candidates.map((p) => {
         const k = this.keys.partition(p);
-        return this.redis.exists(k.pending, k.dead);
+        // Report deltas too: a partition left with only those must still be flushed.
+        return this.redis.exists(k.pending, k.dead, k.reports, k.reportsInflight);
       }),
     );
     return candidates.filter((_, i) => (held[i] ?? 0) > 0);

@@ -15,3 +15,6 @@ export * from './store';
 export * from './evaluation-store';
 export * from './read-pool';
 export * from './verdict-lsn';
+export * from './report-buffer';
+export * from './report-store';
+export * from './package-detail';

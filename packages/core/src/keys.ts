@@ -16,6 +16,14 @@ export interface PartitionKeys {
   lock: string;
   /** packageKey → payload + error of rows PostgreSQL refused (hash). */
   dead: string;
+  /** Report deltas checks are adding to (hash): `n:<packageKey>` → count, `t:<packageKey>` → last seen epoch ms, `since`, `total`. */
+  reports: string;
+  /** The delta set being flushed, same fields (hash); renamed from `reports` by reports-take.lua. */
+  reportsInflight: string;
+  /** The partition's flush ids (hash): `epoch` (random, set once), `seq` (one per delta set taken, only grows). */
+  reportsFlushId: string;
+  /** `<epoch>:<seq>` of the in-flight set (string); exists exactly while `reportsInflight` is being flushed. */
+  reportsInflightId: string;
 }
 
 /**
@@ -40,6 +48,10 @@ export class KeySchema {
       data: `${tag}:data`,
       lock: `${tag}:lock`,
       dead: `${tag}:dead`,
+      reports: `${tag}:reports`,
+      reportsInflight: `${tag}:reports:inflight`,
+      reportsFlushId: `${tag}:reports:id`,
+      reportsInflightId: `${tag}:reports:inflight-id`,
     };
   }
 

@@ -12,7 +12,10 @@ export type ScriptName =
   | 'lease-renew'
   | 'lease-release'
   | 'cache-fill'
-  | 'lsn-raise';
+  | 'lsn-raise'
+  | 'reports-add'
+  | 'reports-take'
+  | 'reports-clear';
 
 interface LoadedScript {
   source: string;

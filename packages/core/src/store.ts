@@ -7,6 +7,8 @@ type Queryable = Pick<Pool, 'query'> | PoolClient;
 import { from as copyFrom } from 'pg-copy-streams';
 import { statementName } from './db';
 import { packageKey, type PackageRef } from './package-key';
+import type { ReportSet } from './report-buffer';
+import { applyReportSets, countReportsDirect, type ReportApplyResult } from './report-store';
 
 export type Verdict = 'safe' | 'malicious' | 'suspicious';
 export type VerdictSource = 'manual' | 'model';
@@ -24,6 +26,11 @@ export interface StoredPackage extends PackageRef {
 export interface NewPackage {
   ref: PackageRef;
   firstSeenAt: Date;
+  /**
+   * Its count in the tick's report set, written with the row if the insert creates it (and the
+   * row stamped with the set's tag, so the set's UPDATE skips it): one write per new package.
+   */
+  report?: { count: number; lastSeenAt: number; tag: string };
 }
 
 interface PackageRowDb {
@@ -74,7 +81,8 @@ function copyText(value: string): string {
     : value;
 }
 
-const STAGING_COLUMNS = 'name text, version_code bigint, signature text, first_seen_at timestamptz';
+const STAGING_COLUMNS =
+  'name text, version_code bigint, signature text, first_seen_at timestamptz, reports bigint, last_seen_at timestamptz, reports_set bigint';
 
 /**
  * The staging table is a session temp table created (if missing) inside each flush
@@ -91,8 +99,10 @@ const STAGING_DDL = `CREATE TEMP TABLE IF NOT EXISTS ${STAGING_TABLE} (${STAGING
 
 // Sorting by the key makes the index inserts walk the B-tree in order.
 const STAGING_INSERT = `WITH ins AS (
-    INSERT INTO packages (name, version_code, signature, first_seen_at)
-    SELECT name, version_code, signature, first_seen_at FROM ${STAGING_TABLE}
+    INSERT INTO packages (name, version_code, signature, first_seen_at, reports, last_seen_at, reports_set)
+    SELECT name, version_code, signature, first_seen_at, coalesce(reports, 0),
+           GREATEST(first_seen_at, last_seen_at), reports_set
+      FROM ${STAGING_TABLE}
     ORDER BY name, version_code, signature
     ON CONFLICT (name, version_code, signature) DO NOTHING
     RETURNING id, name, version_code, signature
@@ -135,7 +145,21 @@ export class PackageStore {
    * were really new; each of them, and only they, was queued for analysis.
    */
   async insertBatch(rows: readonly NewPackage[]): Promise<PackageRef[]> {
-    if (rows.length === 0) return [];
+    return (await this.flushRound(rows, [])).inserted;
+  }
+
+  /**
+   * insertBatch plus the report sets of the partitions this round finishes, applied in the
+   * same transaction after the INSERT (one more statement), each set at most once by the
+   * ledger. With report sets but no rows it is one autocommit statement; with neither, nothing.
+   */
+  async flushRound(
+    rows: readonly NewPackage[],
+    reports: readonly ReportSet[],
+  ): Promise<{ inserted: PackageRef[]; reports: ReportApplyResult | null }> {
+    if (rows.length === 0) {
+      return { inserted: [], reports: reports.length > 0 ? await applyReportSets(this.pool, reports) : null };
+    }
     const client = await this.pool.connect();
     let broken: Error | undefined;
     try {
@@ -144,12 +168,16 @@ export class PackageStore {
       await this.copyStaging(client, rows);
       const { rows: inserted } =
         await client.query<Pick<PackageRowDb, 'name' | 'version_code' | 'signature'>>(STAGING_INSERT);
+      const applied = reports.length > 0 ? await applyReportSets(client, reports) : null;
       await client.query('COMMIT');
-      return inserted.map((r) => ({
-        name: r.name,
-        versionCode: Number(r.version_code),
-        signature: r.signature,
-      }));
+      return {
+        inserted: inserted.map((r) => ({
+          name: r.name,
+          versionCode: Number(r.version_code),
+          signature: r.signature,
+        })),
+        reports: applied,
+      };
     } catch (err) {
       broken = err as Error;
       await client.query('ROLLBACK').catch(() => undefined);
@@ -162,12 +190,17 @@ export class PackageStore {
 
   private async copyStaging(client: PoolClient, rows: readonly NewPackage[]): Promise<void> {
     const copy = client.query(
-      copyFrom(`COPY ${STAGING_TABLE} (name, version_code, signature, first_seen_at) FROM STDIN`),
+      copyFrom(
+        `COPY ${STAGING_TABLE} (name, version_code, signature, first_seen_at, reports, last_seen_at, reports_set) FROM STDIN`,
+      ),
     );
     function* lines(): Generator<string> {
       let chunk = '';
-      for (const { ref, firstSeenAt } of rows) {
-        chunk += `${copyText(ref.name)}\t${copyText(String(ref.versionCode))}\t${copyText(ref.signature)}\t${firstSeenAt.toISOString()}\n`;
+      for (const { ref, firstSeenAt, report } of rows) {
+        const counted = report
+          ? `${report.count}\t${new Date(report.lastSeenAt).toISOString()}\t${report.tag}`
+          : '\\N\t\\N\t\\N';
+        chunk += `${copyText(ref.name)}\t${copyText(String(ref.versionCode))}\t${copyText(ref.signature)}\t${firstSeenAt.toISOString()}\t${counted}\n`;
         if (chunk.length > 65536) {
           yield chunk;
           chunk = '';
@@ -189,8 +222,8 @@ export class PackageStore {
     const { rows: inserted } = await this.pool.query<PackageRowDb>({
       name: statementName(this.pool, 'safepkg-insert-direct'),
       text: `WITH ins AS (
-          INSERT INTO packages AS p (name, version_code, signature, first_seen_at)
-          SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::timestamptz[])
+          INSERT INTO packages AS p (name, version_code, signature, first_seen_at, last_seen_at)
+          SELECT *, first_seen_at FROM unnest($1::text[], $2::bigint[], $3::text[], $4::timestamptz[])
             AS k(name, version_code, signature, first_seen_at)
           -- Every writer takes the key locks in one order: two requests with overlapping
           -- packages in different orders would otherwise deadlock (40P01).
@@ -213,5 +246,10 @@ export class PackageStore {
       for (const [k, s] of await this.lookupMany(missing)) out.set(k, s);
     }
     return out;
+  }
+
+  /** Counts one report of each package in PostgreSQL (the check path without Redis). */
+  countReportsDirect(refs: readonly PackageRef[], at: Date): Promise<number> {
+    return countReportsDirect(this.pool, refs, at);
   }
 }

@@ -166,4 +166,34 @@ describe('analysis claims', () => {
     const [second] = await evaluations.claim(10, 60_000);
     expect(second).toMatchObject({ name: ref.name, attempts: 2 });
   });
+
+  test('claims hand out the most reported packages first, ties oldest first, each with reports and lastSeenAt', async () => {
+    const store = new PackageStore(ctx.db.pool);
+    const evaluations = new EvaluationStore(ctx.db.pool);
+    await ctx.db.pool.query('DELETE FROM analysis_queue');
+    const refs = pkgs(60_000, 5, 'rank');
+    await store.insertBatch(refs.map((ref) => ({ ref, firstSeenAt: new Date(1_000) })));
+    // Queued in order 0..4; reports 2, 9, 2, 0, 9: expect 1, 4 (tie: 1 was queued first), 0, 2, 3.
+    const reports = [2, 9, 2, 0, 9];
+    for (const [i, ref] of refs.entries()) {
+      await ctx.db.pool.query(
+        `UPDATE analysis_queue q SET enqueued_at = now() - make_interval(secs => 100 - $4::int)
+           FROM packages p WHERE p.id = q.package_id AND p.name = $1 AND p.version_code = $2 AND p.signature = $3`,
+        [ref.name, ref.versionCode, ref.signature, i],
+      );
+      await ctx.db.pool.query(
+        `UPDATE packages SET reports = $4, last_seen_at = to_timestamp($5)
+          WHERE name = $1 AND version_code = $2 AND signature = $3`,
+        [ref.name, ref.versionCode, ref.signature, reports[i], 10 + i],
+      );
+    }
+    const first = await evaluations.claim(3, 60_000);
+    expect(first.map((c) => c.name)).toEqual([1, 4, 0].map((i) => refs[i]?.name));
+    expect(first[0]).toMatchObject({ reports: 9, lastSeenAt: new Date(11_000) });
+    const rest = await evaluations.claim(10, 60_000);
+    expect(rest.map((c) => [c.name, c.reports])).toEqual([
+      [refs[2]?.name, 2],
+      [refs[3]?.name, 0],
+    ]);
+  });
 });

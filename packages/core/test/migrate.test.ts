@@ -85,7 +85,13 @@ test('on an empty database every migration applies, and a second run is a no-op'
     ).rows[0]?.d,
     trigger: (await c.query("SELECT 1 FROM pg_trigger WHERE tgname = 'evaluations_apply'")).rowCount,
   }));
-  expect(schema.tables).toEqual(['analysis_queue', 'evaluations', 'packages', 'safepkg_migrations']);
+  expect(schema.tables).toEqual([
+    'analysis_queue',
+    'evaluations',
+    'packages',
+    'report_flushes',
+    'safepkg_migrations',
+  ]);
   expect(schema.keyIndex).toMatch(
     /UNIQUE INDEX packages_key .*\(name, version_code, signature\) INCLUDE \(id, first_seen_at, verdict, threat_index, source, rev\)/,
   );
@@ -93,6 +99,43 @@ test('on an empty database every migration applies, and a second run is a no-op'
 
   expect(await migrate(url)).toEqual([]);
   expect(await appliedRows(url)).toEqual(rows);
+});
+
+test('004 backfills reports = 1 and last_seen_at = first_seen_at on existing rows; new rows start at 0', async () => {
+  const url = await emptyDatabase();
+  await migrate(
+    url,
+    listMigrations().filter((m) => m.id < 4),
+  );
+  const sig = 'a'.repeat(64);
+  await inDatabase(url, (c) =>
+    c.query(
+      `INSERT INTO packages (name, version_code, signature, first_seen_at)
+       VALUES ('com.old.one', 1, $1, '2026-01-02T03:04:05Z'), ('com.old.two', 2, $1, '2026-02-03T04:05:06Z')`,
+      [sig],
+    ),
+  );
+  expect(await migrate(url)).toEqual(
+    listMigrations()
+      .filter((m) => m.id >= 4)
+      .map((m) => m.name),
+  );
+  const rows = await inDatabase(url, async (c) => {
+    await c.query(
+      `INSERT INTO packages (name, version_code, signature, first_seen_at) VALUES ('com.new.one', 1, $1, now())`,
+      [sig],
+    );
+    return (
+      await c.query<{ name: string; reports: string; same: boolean | null }>(
+        'SELECT name, reports, last_seen_at = first_seen_at AS same FROM packages ORDER BY name',
+      )
+    ).rows;
+  });
+  expect(rows).toEqual([
+    { name: 'com.new.one', reports: '0', same: null },
+    { name: 'com.old.one', reports: '1', same: true },
+    { name: 'com.old.two', reports: '1', same: true },
+  ]);
 });
 
 test('two concurrent runs both succeed and apply each migration once', async () => {

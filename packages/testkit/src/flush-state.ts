@@ -27,6 +27,8 @@ export interface FlushState extends StoredPackages {
   dead: number;
   /** Lease keys still present. */
   leases: number;
+  /** Report keys (live deltas, in-flight sets) still present. */
+  reportKeys: number;
 }
 
 export interface StoredPackages {
@@ -71,17 +73,20 @@ export async function flushState(
   let pending = 0;
   let dead = 0;
   let leases = 0;
+  let reportKeys = 0;
   for (let p = 0; p < partitions; p++) {
     const k = keys.partition(p);
     pending += await redis.zcard(k.pending);
     dead += await redis.hlen(k.dead);
     leases += await redis.exists(k.lock);
+    reportKeys += await redis.exists(k.reports, k.reportsInflight, k.reportsInflightId);
   }
   return {
     ...db,
     pending,
     dead,
     leases,
+    reportKeys,
   };
 }
 

@@ -10,3 +10,4 @@ export * from './pgbouncer';
 export * from './tcp-proxy';
 export * from './flush-state';
 export * from './prometheus';
+export * from './report-state';

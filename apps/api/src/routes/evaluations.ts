@@ -32,6 +32,8 @@ export function evaluationsRouter(evaluations: EvaluationService, claimTtlMs: nu
         versionCode: c.versionCode,
         signature: c.signature,
         firstSeenAt: c.firstSeenAt.toISOString(),
+        reports: c.reports,
+        lastSeenAt: c.lastSeenAt ? c.lastSeenAt.toISOString() : null,
         claimedUntil: c.claimedUntil.toISOString(),
         attempts: c.attempts,
       })),
