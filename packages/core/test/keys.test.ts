@@ -37,6 +37,10 @@ describe('partition keys', () => {
       data: '{pfx:b3}:data',
       lock: '{pfx:b3}:lock',
       dead: '{pfx:b3}:dead',
+      reports: '{pfx:b3}:reports',
+      reportsInflight: '{pfx:b3}:reports:inflight',
+      reportsFlushId: '{pfx:b3}:reports:id',
+      reportsInflightId: '{pfx:b3}:reports:inflight-id',
     });
     for (const p of [0, 1, 15, 16, 1023]) {
       const k = keys.partition(p);
@@ -71,7 +75,7 @@ describe('partition keys', () => {
         for (const key of Object.values(new KeySchema(prefix).partition(p))) all.add(key);
       }
     }
-    expect(all.size).toBe(3 * 20 * 5);
+    expect(all.size).toBe(3 * 20 * 9);
   });
 });
 
