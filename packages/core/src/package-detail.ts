@@ -51,7 +51,7 @@ export async function packageDetail(
       created_by: string;
     }[];
   }>({
-    name: 'safepkg-package-detail',
+    // Unnamed, as apply-reports: safe behind a transaction pooler.
     text: `SELECT p.first_seen_at, p.last_seen_at, p.reports, p.verdict, p.threat_index, p.source,
                   q.enqueued_at, q.claimed_until, q.attempts,
                   (SELECT count(*) FROM evaluations e WHERE e.package_id = p.id) AS evaluations_total,

@@ -97,7 +97,8 @@ export async function applyReportSets(db: Queryable, sets: readonly ReportSet[])
     wanted: string;
     matched: string;
   }>({
-    name: 'safepkg-apply-reports',
+    // Unnamed: a named statement breaks behind a transaction pooler (see statementName in db.ts),
+    // and this one runs once per round, degraded request or admin call, where a parse costs nothing.
     text: APPLY_REPORTS,
     values: [
       sets.map((s) => s.partition),
@@ -137,7 +138,7 @@ export async function countReportsDirect(
   for (const r of refs) unique.set(packageKey(r), r);
   const list = [...unique.values()];
   const { rowCount } = await db.query({
-    name: 'safepkg-count-reports-direct',
+    // Unnamed, as apply-reports: safe behind a transaction pooler.
     text: `WITH locked AS (
         SELECT p.id FROM unnest($1::text[], $2::bigint[], $3::text[]) AS k(name, version_code, signature)
           JOIN packages p ON p.name = k.name AND p.version_code = k.version_code AND p.signature = k.signature
