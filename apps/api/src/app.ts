@@ -121,6 +121,7 @@ export function createApp(deps: AppDeps): Express {
   app.use(
     adminRouter({
       buffer,
+      reports,
       redis,
       flusherStatusKey: keys.flusherStatus(),
       requestFlush: deps.requestFlush ?? (() => Promise.resolve()),

@@ -255,23 +255,46 @@ export const componentSchemas: JsonObject = {
   PartitionStats: {
     type: 'object',
     additionalProperties: false,
-    required: ['partition', 'depth', 'oldestPendingAgeMs', 'deadLetters'],
+    required: [
+      'partition',
+      'depth',
+      'oldestPendingAgeMs',
+      'deadLetters',
+      'reportDeltas',
+      'oldestReportDeltaAgeMs',
+    ],
     properties: {
       partition: { type: 'integer', minimum: 0 },
       depth: { type: 'integer', minimum: 0 },
       oldestPendingAgeMs: { type: ['integer', 'null'], minimum: 0 },
       deadLetters: { type: 'integer', minimum: 0 },
+      reportDeltas: {
+        type: 'integer',
+        minimum: 0,
+        description: 'reports counted in Redis and not yet added to PostgreSQL (live plus in flight)',
+      },
+      oldestReportDeltaAgeMs: { type: ['integer', 'null'], minimum: 0 },
     },
   },
   BufferResponse: {
     type: 'object',
     additionalProperties: false,
-    required: ['partitions', 'depth', 'deadLetters', 'oldestPendingAgeMs', 'lastFlush'],
+    required: [
+      'partitions',
+      'depth',
+      'deadLetters',
+      'oldestPendingAgeMs',
+      'reportDeltas',
+      'oldestReportDeltaAgeMs',
+      'lastFlush',
+    ],
     properties: {
       partitions: { type: 'array', items: ref('PartitionStats') },
       depth: { type: 'integer', minimum: 0 },
       deadLetters: { type: 'integer', minimum: 0 },
       oldestPendingAgeMs: { type: ['integer', 'null'], minimum: 0 },
+      reportDeltas: { type: 'integer', minimum: 0 },
+      oldestReportDeltaAgeMs: { type: ['integer', 'null'], minimum: 0 },
       lastFlush: {
         oneOf: [
           { type: 'null' },

@@ -294,13 +294,25 @@ function paths(): JsonObject {
       get: {
         ...admin,
         operationId: 'bufferStats',
-        summary: 'Buffer depth, oldest pending age and dead letters per partition; the last flush',
+        summary:
+          'Buffer depth, oldest pending age, dead letters and report deltas per partition; the last flush',
         responses: {
           '200': ok('buffer state', 'BufferResponse', {
-            partitions: [{ partition: 0, depth: 12, oldestPendingAgeMs: 840, deadLetters: 0 }],
+            partitions: [
+              {
+                partition: 0,
+                depth: 12,
+                oldestPendingAgeMs: 840,
+                deadLetters: 0,
+                reportDeltas: 230,
+                oldestReportDeltaAgeMs: 910,
+              },
+            ],
             depth: 12,
             deadLetters: 0,
             oldestPendingAgeMs: 840,
+            reportDeltas: 230,
+            oldestReportDeltaAgeMs: 910,
             lastFlush: { at: '2026-01-01T00:00:00.000Z', rows: 5000, newRows: 4100, deadLettered: 0, ms: 85 },
           }),
           ...adminCommon,

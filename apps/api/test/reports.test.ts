@@ -157,3 +157,24 @@ test('GET /v1/admin/packages/…: stored plus buffered reports, last seen, statu
   expect((missing.body as { error: { code: string } }).error.code).toBe('not_found');
   expect((await server.request('GET', detailUrl(ref))).status).toBe(401);
 });
+
+test('GET /v1/admin/buffer shows the report deltas still in Redis, per partition and in total', async () => {
+  const before = (await server.request('GET', '/v1/admin/buffer', undefined, auth)).body as {
+    reportDeltas: number;
+  };
+  const batch = pkgs(0, 5, 'bufferstats');
+  expect((await check([...batch, ...batch.slice(0, 2)])).status).toBe(200);
+  const res = await server.request('GET', '/v1/admin/buffer', undefined, auth);
+  expect(res.status).toBe(200);
+  const body = res.body as {
+    reportDeltas: number;
+    oldestReportDeltaAgeMs: number | null;
+    partitions: { partition: number; reportDeltas: number }[];
+  };
+  // Duplicates within one request count once.
+  expect(body.reportDeltas).toBe(before.reportDeltas + 5);
+  const total = [...(await buffered()).values()].reduce((a, n) => a + n, 0);
+  expect(body.reportDeltas).toBe(total);
+  expect(body.partitions.reduce((a, p) => a + p.reportDeltas, 0)).toBe(total);
+  expect(body.oldestReportDeltaAgeMs).toEqual(expect.any(Number));
+});

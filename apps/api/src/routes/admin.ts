@@ -1,5 +1,5 @@
 import { Router, type RequestHandler } from 'express';
-import { parseOrThrow, type DeadLetter, type RedisBuffer } from '@safepkg/core';
+import { parseOrThrow, type DeadLetter, type RedisBuffer, type ReportBuffer } from '@safepkg/core';
 import type { Redis, Cluster } from 'ioredis';
 import { needDependency, throughRedis } from '../dependency-errors';
 import { requireJson } from '../http-errors';
@@ -7,6 +7,8 @@ import { redriveBodySchema } from '../schemas';
 
 export interface AdminDeps {
   buffer: RedisBuffer;
+  /** Report deltas counted in Redis and not yet in PostgreSQL, per partition. */
+  reports: ReportBuffer;
   redis: Redis | Cluster;
   flusherStatusKey: string;
   /** Schedules a flush tick now. */
@@ -40,19 +42,28 @@ export function adminRouter(deps: AdminDeps): Router {
   };
 
   router.get('/v1/admin/buffer', async (_req, res) => {
-    const stats = await needDependency('could not read buffer stats', buffer.stats(await allPartitions()));
-    const lastFlush = await needDependency(
-      'could not read the last flush',
-      deps.redis.get(deps.flusherStatusKey),
+    const partitions = await allPartitions();
+    const [stats, reportStats, lastFlush] = await needDependency(
+      'could not read buffer stats',
+      Promise.all([
+        buffer.stats(partitions),
+        deps.reports.stats(partitions),
+        deps.redis.get(deps.flusherStatusKey),
+      ]),
     );
+    const maxAge = (ages: (number | null)[]) =>
+      ages.reduce<number | null>((a, age) => (age === null ? a : Math.max(a ?? 0, age)), null);
     res.json({
-      partitions: stats,
+      partitions: stats.map((s, i) => ({
+        ...s,
+        reportDeltas: reportStats[i]?.buffered ?? 0,
+        oldestReportDeltaAgeMs: reportStats[i]?.oldestAgeMs ?? null,
+      })),
       depth: stats.reduce((a, s) => a + s.depth, 0),
       deadLetters: stats.reduce((a, s) => a + s.deadLetters, 0),
-      oldestPendingAgeMs: stats.reduce<number | null>(
-        (a, s) => (s.oldestPendingAgeMs === null ? a : Math.max(a ?? 0, s.oldestPendingAgeMs)),
-        null,
-      ),
+      oldestPendingAgeMs: maxAge(stats.map((s) => s.oldestPendingAgeMs)),
+      reportDeltas: reportStats.reduce((a, r) => a + r.buffered, 0),
+      oldestReportDeltaAgeMs: maxAge(reportStats.map((r) => r.oldestAgeMs)),
       lastFlush: lastFlush ? (JSON.parse(lastFlush) as unknown) : null,
     });
   });
