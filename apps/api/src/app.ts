@@ -6,6 +6,7 @@ import type { Pool } from 'pg';
 import {
   KeySchema,
   PackageStore,
+  pendingAnswerWindowMs,
   RedisBuffer,
   ReportBuffer,
   ResultCache,
@@ -60,6 +61,7 @@ export function createApp(deps: AppDeps): Express {
     buffer,
     reports: deps.countReports === false ? null : reports,
     writeMode: config.writeMode,
+    pendingAnswerWindowMs: pendingAnswerWindowMs(config),
     metrics,
     logger,
     hooks: deps.checkHooks,

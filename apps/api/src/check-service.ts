@@ -48,6 +48,11 @@ export interface CheckDeps {
   /** Null only in the benchmark's baseline (SAFEPKG_TEST_NO_REPORTS=1): reports are not counted. */
   reports: ReportBuffer | null;
   writeMode: WriteMode;
+  /**
+   * Misses pending in the buffer and first buffered less than this long ago (ms) are answered
+   * pending without a PostgreSQL lookup; 0 = always look up. From `pendingAnswerWindowMs()`.
+   */
+  pendingAnswerWindowMs: number;
   metrics: ApiMetrics;
   logger: Logger;
   hooks?: CheckHooks;
@@ -111,10 +116,12 @@ export class CheckService {
     metrics.cache.inc({ result: 'hit' }, cached.size);
     metrics.cache.inc({ result: 'miss' }, keys.length - cached.size);
 
-    const misses = keys.filter((k) => !cached.has(k));
+    let misses = keys.filter((k) => !cached.has(k));
+    if (redisUp && misses.length > 0) misses = await this.answerPending(misses, unique, now, answers);
     let postgresUp = true;
     let stored = new Map<string, StoredPackage>();
     if (misses.length > 0) {
+      metrics.lookupQueries.inc();
       try {
         stored = await this.lookup(misses.map((k) => unique.get(k) as PackageRef));
       } catch (err) {
@@ -208,6 +215,43 @@ export class CheckService {
     if (!postgresUp)
       throw new UnavailableError('PostgreSQL is not answering: whether the package is stored is unknown');
     return null;
+  }
+
+  /**
+   * Answers the misses buffered moments ago as pending, without PostgreSQL: a hot new app
+   * reported by thousands of devices before its flush would otherwise cost a lookup on every
+   * check. Young only (`pendingAnswerWindowMs`, at most half the cache TTL): such an entry was
+   * buffered after a lookup found no row, so any verdict on it was committed later and written
+   * through to the cache, whose entry outlives the window; the cache was read first. Older
+   * entries (a stalled flusher, redriven dead letters) are looked up as usual. Returns the misses
+   * left to look up; on a Redis error, all of them (the buffer add reports the outage).
+   */
+  private async answerPending(
+    misses: string[],
+    unique: Map<string, PackageRef>,
+    now: number,
+    answers: Map<string, PackageResult>,
+  ): Promise<string[]> {
+    const window = this.deps.pendingAnswerWindowMs;
+    if (window <= 0 || this.deps.writeMode !== 'buffered') return misses;
+    let since: Map<string, number>;
+    try {
+      since = await this.deps.buffer.pendingSince(misses);
+    } catch (err) {
+      this.deps.logger.warn({ err }, 'pending lookup in the buffer failed; asking PostgreSQL');
+      return misses;
+    }
+    const left: string[] = [];
+    let answered = 0;
+    for (const k of misses) {
+      const t = since.get(k);
+      if (t !== undefined && now - t < window) {
+        answers.set(k, unknownResult(unique.get(k) as PackageRef, true));
+        answered++;
+      } else left.push(k);
+    }
+    this.deps.metrics.pendingAnswers.inc(answered);
+    return left;
   }
 
   private lookup(refs: readonly PackageRef[], options?: { confirmMisses?: boolean }) {

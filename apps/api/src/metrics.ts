@@ -53,6 +53,18 @@ export class ApiMetrics {
     registers: [this.registry],
   });
 
+  readonly pendingAnswers = new Counter({
+    name: 'safepkg_pending_answers_total',
+    help: 'Cache misses answered pending from the buffer (buffered moments ago) without a PostgreSQL lookup',
+    registers: [this.registry],
+  });
+
+  readonly lookupQueries = new Counter({
+    name: 'safepkg_check_lookup_queries_total',
+    help: 'PostgreSQL lookups the check path sent (one per request with misses left after the cache and buffer)',
+    registers: [this.registry],
+  });
+
   readonly dbLookups = new Counter({
     name: 'safepkg_db_lookups_total',
     help: 'PostgreSQL lookups of the check and get paths, by target (primary or a replica) and reason',

@@ -31,7 +31,8 @@ async function scrape(): Promise<{ text: string; samples: Sample[] }> {
 
 test('checks, packages by status, cache hits/misses and buffer adds count what really happened', async () => {
   const batch = pkgs(0, 6, 'metricsa');
-  // First check: 6 misses, 6 new in the buffer; second: the same 6 again, already pending.
+  // First check: 6 misses, 6 new in the buffer; second: the same 6 again, answered pending from
+  // the buffer without a PostgreSQL lookup.
   expect((await server.request('POST', '/v1/packages/check', { packages: batch })).status).toBe(200);
   expect(
     (await server.request('POST', '/v1/packages/check', { packages: [...batch, batch[0]] })).status,
@@ -51,7 +52,10 @@ test('checks, packages by status, cache hits/misses and buffer adds count what r
   expect(value(samples, 'safepkg_cache_lookups_total', { result: 'hit' })).toBe(1);
   expect(value(samples, 'safepkg_cache_lookups_total', { result: 'miss' })).toBe(12);
   expect(value(samples, 'safepkg_buffer_adds_total', { result: 'new' })).toBe(6);
-  expect(value(samples, 'safepkg_buffer_adds_total', { result: 'already_pending' })).toBe(6);
+  expect(value(samples, 'safepkg_buffer_adds_total', { result: 'already_pending' })).toBe(0);
+  expect(value(samples, 'safepkg_pending_answers_total')).toBe(6);
+  // The first check only: the second found its misses in the buffer, the third hit the cache.
+  expect(value(samples, 'safepkg_check_lookup_queries_total')).toBe(1);
   // Default process metrics are on the same registry.
   expect(value(samples, 'process_cpu_user_seconds_total')).toBeGreaterThan(0);
   expect(value(samples, 'nodejs_heap_size_used_bytes')).toBeGreaterThan(0);

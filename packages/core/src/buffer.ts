@@ -56,13 +56,18 @@ const MAX_DATE_MS = 8.64e15;
  * so it would stall every flush round instead of being isolated).
  */
 export function decodePayload(raw: string, now = Date.now()): BufferPayload {
+  return { t: decodePayloadTime(raw) ?? now };
+}
+
+/** The payload's time, or null when it is missing or damaged. */
+function decodePayloadTime(raw: string): number | null {
   try {
     const parsed = JSON.parse(raw) as Partial<BufferPayload>;
-    if (typeof parsed.t === 'number' && Math.abs(parsed.t) <= MAX_DATE_MS) return { t: parsed.t };
+    if (typeof parsed.t === 'number' && Math.abs(parsed.t) <= MAX_DATE_MS) return parsed.t;
   } catch {
     // fall through
   }
-  return { t: now };
+  return null;
 }
 
 /**
@@ -128,6 +133,35 @@ export class RedisBuffer {
     );
     if (full.length > 0) throw new BufferFullError(full.sort((a, b) => a - b));
     return already;
+  }
+
+  /**
+   * When each pending key was first buffered (its payload's time), read-only; keys not pending
+   * are absent. One script call per touched partition, issued together (pipelined), like add().
+   */
+  async pendingSince(keys: readonly string[]): Promise<Map<string, number>> {
+    const groups = new Map<number, string[]>();
+    for (const key of keys) {
+      const p = this.partitionOf(key);
+      let g = groups.get(p);
+      if (!g) groups.set(p, (g = []));
+      g.push(key);
+    }
+    const out = new Map<string, number>();
+    await Promise.all(
+      [...groups].map(async ([p, group]) => {
+        const k = this.keys.partition(p);
+        const reply = (await runScript(this.redis, 'buffer-pending', [k.pending, k.data], group)) as (
+          string | null
+        )[];
+        group.forEach((key, i) => {
+          // A damaged payload's age is unknown: left out, so the caller asks PostgreSQL.
+          const t = typeof reply[i] === 'string' ? decodePayloadTime(reply[i] as string) : null;
+          if (t !== null) out.set(key, t);
+        });
+      }),
+    );
+    return out;
   }
 
   /** Whether each key is pending (read-only). */

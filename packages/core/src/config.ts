@@ -32,6 +32,13 @@ export interface Config {
   flushBatchSize: number;
   lockTtlMs: number;
   cacheTtlS: number;
+  /**
+   * A cache miss that is pending in the buffer and was first buffered less than this long ago is
+   * answered pending without a PostgreSQL lookup; 0 turns it off. Capped at half the cache TTL
+   * where it is used ({@link pendingAnswerWindowMs}): a verdict on such a package is then always
+   * still in the cache (README, "Pending answers from the buffer").
+   */
+  pendingAnswerMaxAgeMs: number;
   maxBufferDepth: number;
   writeMode: WriteMode;
   logLevel: LogLevel;
@@ -56,6 +63,15 @@ export interface Config {
   trustProxyHops: number;
 }
 
+/**
+ * How young a pending entry must be to be answered from the buffer: PENDING_ANSWER_MAX_AGE_MS,
+ * at most half of CACHE_TTL_S. Half leaves the slowest check (looked PostgreSQL up, then
+ * buffered) far more room than it ever takes between the two.
+ */
+export function pendingAnswerWindowMs(config: Pick<Config, 'pendingAnswerMaxAgeMs' | 'cacheTtlS'>): number {
+  return Math.min(config.pendingAnswerMaxAgeMs, (config.cacheTtlS * 1000) / 2);
+}
+
 /** Every default, in one place. */
 export function configDefaults(): Config {
   return {
@@ -75,6 +91,7 @@ export function configDefaults(): Config {
     flushBatchSize: 10000,
     lockTtlMs: 30000,
     cacheTtlS: 3600,
+    pendingAnswerMaxAgeMs: 600_000,
     maxBufferDepth: 5_000_000,
     writeMode: 'buffered',
     logLevel: 'info',
@@ -166,6 +183,7 @@ const variables = {
   FLUSH_BATCH_SIZE: { field: 'flushBatchSize', schema: int(1, 100_000) },
   LOCK_TTL_MS: { field: 'lockTtlMs', schema: int(1000, 3_600_000) },
   CACHE_TTL_S: { field: 'cacheTtlS', schema: int(1, 30 * 86400) },
+  PENDING_ANSWER_MAX_AGE_MS: { field: 'pendingAnswerMaxAgeMs', schema: int(0, 30 * 86_400_000) },
   MAX_BUFFER_DEPTH: { field: 'maxBufferDepth', schema: int(1, 1_000_000_000) },
   WRITE_MODE: { field: 'writeMode', schema: z.enum(['buffered', 'direct']) },
   LOG_LEVEL: {

@@ -5,6 +5,7 @@ import type { RedisClient } from './redis-client';
 
 export type ScriptName =
   | 'buffer-add'
+  | 'buffer-pending'
   | 'buffer-read'
   | 'buffer-confirm'
   | 'buffer-dead-letter'

@@ -329,3 +329,21 @@ describe('stats and stray partitions', () => {
     expect(await ctx.redis.hget(keys.partition(6).data, key as string)).toBe('{"t":77}');
   });
 });
+
+test('pendingSince: the buffered time of each pending key, across partitions; others and damaged payloads absent', async () => {
+  const { buffer, partitionKeys } = bufferFor(4);
+  const added = entries(0, 6, 1_000, 'since');
+  await buffer.add(added);
+  const damaged = added[5]?.key as string;
+  await ctx.redis.hset(partitionKeys(buffer.partitionOf(damaged)).data, damaged, '{"t":"soon"}');
+  const never = packageKey(one(99, 'since'));
+  const since = await buffer.pendingSince([...added.map((e) => e.key), never]);
+  expect([...since.keys()].sort()).toEqual(
+    added
+      .slice(0, 5)
+      .map((e) => e.key)
+      .sort(),
+  );
+  expect(new Set(since.values())).toEqual(new Set([1_000]));
+  expect(new Set(added.slice(0, 5).map((e) => buffer.partitionOf(e.key))).size).toBeGreaterThan(1);
+});

@@ -1,4 +1,11 @@
-import { CONFIG_VARIABLES, ConfigError, configDefaults, loadConfig, type Config } from '@safepkg/core';
+import {
+  CONFIG_VARIABLES,
+  ConfigError,
+  configDefaults,
+  loadConfig,
+  pendingAnswerWindowMs,
+  type Config,
+} from '@safepkg/core';
 
 function failure(env: NodeJS.ProcessEnv): ConfigError {
   try {
@@ -25,6 +32,7 @@ test('an empty environment gives exactly configDefaults(), and the documented de
     flushBatchSize: 10000,
     lockTtlMs: 30000,
     cacheTtlS: 3600,
+    pendingAnswerMaxAgeMs: 600_000,
     maxBufferDepth: 5_000_000,
     writeMode: 'buffered',
   });
@@ -56,6 +64,7 @@ test('every variable is parsed into its field', () => {
     FLUSH_BATCH_SIZE: '5000',
     LOCK_TTL_MS: '10000',
     CACHE_TTL_S: '60',
+    PENDING_ANSWER_MAX_AGE_MS: '20000',
     MAX_BUFFER_DEPTH: '1000000',
     WRITE_MODE: 'direct',
     LOG_LEVEL: 'debug',
@@ -91,6 +100,7 @@ test('every variable is parsed into its field', () => {
     flushBatchSize: 5000,
     lockTtlMs: 10000,
     cacheTtlS: 60,
+    pendingAnswerMaxAgeMs: 20000,
     maxBufferDepth: 1_000_000,
     writeMode: 'direct',
     logLevel: 'debug',
@@ -245,4 +255,10 @@ describe('REDIS_CLUSTER_NODES', () => {
     expect(err.message).toContain('"bad2:99999"');
     expect(err.message).not.toContain('"good:1"');
   });
+});
+
+test('the pending-answer window is PENDING_ANSWER_MAX_AGE_MS, at most half the cache TTL', () => {
+  expect(pendingAnswerWindowMs(configDefaults())).toBe(600_000);
+  expect(pendingAnswerWindowMs(loadConfig({ CACHE_TTL_S: '60' }))).toBe(30_000);
+  expect(pendingAnswerWindowMs(loadConfig({ PENDING_ANSWER_MAX_AGE_MS: '0' }))).toBe(0);
 });
