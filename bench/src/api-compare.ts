@@ -61,6 +61,7 @@ async function main(): Promise<void> {
     topology,
     profileDir: null,
     countReports: true,
+    pendingAnswers: true,
     log,
   };
   const started: AppProcess[] = [];

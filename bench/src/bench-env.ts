@@ -21,6 +21,8 @@ export interface BenchEnv {
   profileDir: string | null;
   /** False: the api processes do not count reports (SAFEPKG_TEST_NO_REPORTS=1), the baseline of their cost. */
   countReports: boolean;
+  /** False: every cache miss is looked up in PostgreSQL (PENDING_ANSWER_MAX_AGE_MS=0), the baseline. */
+  pendingAnswers: boolean;
   log: (message: string) => void;
 }
 
@@ -42,6 +44,7 @@ export function appEnv(
     RATE_LIMIT_POINTS: '0',
     LOG_LEVEL: 'warn',
     ...(env.countReports ? {} : { SAFEPKG_TEST_NO_REPORTS: '1' }),
+    ...(env.pendingAnswers ? {} : { PENDING_ANSWER_MAX_AGE_MS: '0' }),
     ...extra,
   };
 }

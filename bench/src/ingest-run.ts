@@ -47,6 +47,13 @@ export interface IngestResult {
   load: LoadResult;
   /** Side-process lookups (100 keys each) per second during the load. */
   lookupsPerS: number;
+  /** From the api processes' own counters over the run (warm-up included). */
+  checkPath: {
+    /** Packages the check path looked up in PostgreSQL, per check request. */
+    postgresLookupsPerRequest: number;
+    /** Packages answered pending from the buffer per check request. */
+    pendingAnswersPerRequest: number;
+  };
   /** CPU time of the api processes during the load (/proc/<pid>/stat), per checked package. */
   apiCpu: CpuPerPackage;
   /** The flusher's CPU over the same window (buffered only). */
@@ -87,6 +94,27 @@ export function cpuPerPackage(cpuMs: number, load: LoadResult, packagesPerDevice
     usPerPackage: packages > 0 ? (cpuMs * 1000) / packages : Number.NaN,
     coresBusy: cpuMs / (load.durationS * 1000),
   };
+}
+
+/** Sums counters over the api processes' /metrics (Prometheus text), per check request. */
+async function checkPathCounters(apis: readonly AppProcess[]): Promise<IngestResult['checkPath']> {
+  const sums = { checks: 0, lookups: 0, pending: 0 };
+  for (const api of apis) {
+    const text = await (await fetch(`${api.url}/metrics`)).text();
+    for (const line of text.split('\n')) {
+      const m =
+        /^(safepkg_checks_total|safepkg_check_postgres_lookups_total|safepkg_pending_answers_total)(\{[^}]*\})? (\S+)$/.exec(
+          line,
+        );
+      if (!m) continue;
+      const v = Number(m[3]);
+      if (m[1] === 'safepkg_checks_total') sums.checks += v;
+      else if (m[1] === 'safepkg_check_postgres_lookups_total') sums.lookups += v;
+      else sums.pending += v;
+    }
+  }
+  const per = (n: number) => (sums.checks > 0 ? n / sums.checks : 0);
+  return { postgresLookupsPerRequest: per(sums.lookups), pendingAnswersPerRequest: per(sums.pending) };
 }
 
 /** Entries pending over the configured partitions (the apps run with the default count). */
@@ -154,6 +182,7 @@ export async function runIngest(env: BenchEnv, spec: IngestSpec): Promise<Ingest
     });
     let load: LoadResult;
     let lookupsPerS: number;
+    let checkPath: IngestResult['checkPath'];
     let apiCpuMs: number;
     let flusherCpuMs: number | null = null;
     let writeStallWindowS: IngestResult['writeStallWindowS'] = null;
@@ -189,6 +218,7 @@ export async function runIngest(env: BenchEnv, spec: IngestSpec): Promise<Ingest
         writeStallWindowS = { from: (held.from - loadStart) / 1000, to: (held.to - loadStart) / 1000 };
       await sleep(250);
       lookupsPerS = LookupProbe.rate(from, probe.mark());
+      checkPath = await checkPathCounters(stack.apis);
       if (stack.flusher) {
         const ended = Date.now();
         for (;;) {
@@ -212,6 +242,7 @@ export async function runIngest(env: BenchEnv, spec: IngestSpec): Promise<Ingest
       spec,
       load,
       lookupsPerS,
+      checkPath,
       apiCpu: cpuPerPackage(apiCpuMs, load, env.packagesPerDevice),
       flusherCpuMs,
       writeStallWindowS,

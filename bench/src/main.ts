@@ -35,7 +35,7 @@ const QUICK_RUNS: RunGroup[] = ['hit', 'steady', 'storm-fixed'];
 
 const USAGE = `usage: node dist/main.js [--quick] [--only=ingest,drain,freshness,schema] [--profile]
   [--topology=split|shared] [--runs=${RUNS.join(',')}] [--api-processes=N] [--duration=S] [--storm-rate=REQ_PER_S] [--steady-rate=REQ_PER_S]
-  [--drain-entries=N] [--without-reports] [--schema-packages=N] [--seed=N]`;
+  [--drain-entries=N] [--without-reports] [--without-pending-answers] [--schema-packages=N] [--seed=N]`;
 
 function parseCli() {
   const { values } = parseArgs({
@@ -51,6 +51,7 @@ function parseCli() {
       'steady-rate': { type: 'string' },
       'drain-entries': { type: 'string' },
       'without-reports': { type: 'boolean', default: false },
+      'without-pending-answers': { type: 'boolean', default: false },
       'schema-packages': { type: 'string' },
       seed: { type: 'string' },
       help: { type: 'boolean', default: false },
@@ -86,6 +87,7 @@ function parseCli() {
     steadyRate: num(values['steady-rate'], 1000),
     drainEntries: num(values['drain-entries'], quick ? 50_000 : 1_000_000),
     countReports: values['without-reports'] !== true,
+    pendingAnswers: values['without-pending-answers'] !== true,
     schemaPackages: num(values['schema-packages'], 1_000_000),
     seed: num(values.seed, 20260101),
   };
@@ -166,6 +168,7 @@ async function benchmark(
       database: BENCH_DATABASE,
       profile: cli.profile,
       countReports: cli.countReports,
+      pendingAnswers: cli.pendingAnswers,
       gitRevision: gitRevision(),
     },
     baselineLookupsPerS: null,
@@ -197,6 +200,7 @@ async function benchmark(
       topology: cli.topology,
       profileDir,
       countReports: cli.countReports,
+      pendingAnswers: cli.pendingAnswers,
       log,
     };
   }
@@ -213,7 +217,7 @@ async function benchmark(
       log(
         `  ${Math.round(r.load.packagesPerS)} pkg/s, p50/p95/p99 ${r.load.latencyMs.p50.toFixed(1)}/${r.load.latencyMs.p95.toFixed(1)}/${r.load.latencyMs.p99.toFixed(1)} ms, ` +
           `errors ${r.load.errors}, non-2xx ${r.load.non2xx}, ${r.postgres.newPackages} new, ${r.postgres.writeTransactions} write xacts, ` +
-          `${Math.round(r.lookupsPerS)} lookups/s${r.drainAfterLoadMs !== null ? `, drained ${r.drainAfterLoadMs} ms after` : ''}`,
+          `${Math.round(r.lookupsPerS)} lookups/s, ${r.checkPath.postgresLookupsPerRequest.toFixed(2)} packages looked up in PG/request, ${r.checkPath.pendingAnswersPerRequest.toFixed(1)} answered pending from the buffer${r.drainAfterLoadMs !== null ? `, drained ${r.drainAfterLoadMs} ms after` : ''}`,
       );
       return r;
     };

@@ -121,7 +121,7 @@ export class CheckService {
     let postgresUp = true;
     let stored = new Map<string, StoredPackage>();
     if (misses.length > 0) {
-      metrics.lookupQueries.inc();
+      metrics.postgresLookups.inc(misses.length);
       try {
         stored = await this.lookup(misses.map((k) => unique.get(k) as PackageRef));
       } catch (err) {

@@ -59,9 +59,9 @@ export class ApiMetrics {
     registers: [this.registry],
   });
 
-  readonly lookupQueries = new Counter({
-    name: 'safepkg_check_lookup_queries_total',
-    help: 'PostgreSQL lookups the check path sent (one per request with misses left after the cache and buffer)',
+  readonly postgresLookups = new Counter({
+    name: 'safepkg_check_postgres_lookups_total',
+    help: 'Packages the check path looked up in PostgreSQL (misses left after the cache and the buffer)',
     registers: [this.registry],
   });
 

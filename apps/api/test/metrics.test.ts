@@ -54,8 +54,8 @@ test('checks, packages by status, cache hits/misses and buffer adds count what r
   expect(value(samples, 'safepkg_buffer_adds_total', { result: 'new' })).toBe(6);
   expect(value(samples, 'safepkg_buffer_adds_total', { result: 'already_pending' })).toBe(0);
   expect(value(samples, 'safepkg_pending_answers_total')).toBe(6);
-  // The first check only: the second found its misses in the buffer, the third hit the cache.
-  expect(value(samples, 'safepkg_check_lookup_queries_total')).toBe(1);
+  // The first check's 6 only: the second found its misses in the buffer, the third hit the cache.
+  expect(value(samples, 'safepkg_check_postgres_lookups_total')).toBe(6);
   // Default process metrics are on the same registry.
   expect(value(samples, 'process_cpu_user_seconds_total')).toBeGreaterThan(0);
   expect(value(samples, 'nodejs_heap_size_used_bytes')).toBeGreaterThan(0);

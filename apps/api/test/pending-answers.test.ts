@@ -41,12 +41,12 @@ test('a second check of a package buffered moments ago asks PostgreSQL nothing a
   const first = await check(batch);
   expect(first.every((r) => r.pending && !r.known)).toBe(true);
   const [lookups, answered] = [
-    await counter('safepkg_check_lookup_queries_total'),
+    await counter('safepkg_check_postgres_lookups_total'),
     await counter('safepkg_pending_answers_total'),
   ];
   const again = await check(batch);
   expect(again.every((r) => r.pending && !r.known && r.status === 'unknown')).toBe(true);
-  expect(await counter('safepkg_check_lookup_queries_total')).toBe(lookups);
+  expect(await counter('safepkg_check_postgres_lookups_total')).toBe(lookups);
   expect(await counter('safepkg_pending_answers_total')).toBe(answered + 20);
 });
 
@@ -74,10 +74,10 @@ test('an entry older than the window is looked up: a verdict stored meanwhile is
   );
   await ctx.redis.del(ctx.keys.cache(packageKey(p)));
   await ageEntry(p, ctx.config.cacheTtlS * 1000);
-  const lookups = await counter('safepkg_check_lookup_queries_total');
+  const lookups = await counter('safepkg_check_postgres_lookups_total');
   const [r] = await check([p]);
   expect([r?.status, r?.known]).toEqual(['suspicious', true]);
-  expect(await counter('safepkg_check_lookup_queries_total')).toBe(lookups + 1);
+  expect(await counter('safepkg_check_postgres_lookups_total')).toBe(lookups + 1);
 });
 
 test('with PENDING_ANSWER_MAX_AGE_MS=0 every miss is looked up', async () => {
@@ -87,7 +87,7 @@ test('with PENDING_ANSWER_MAX_AGE_MS=0 every miss is looked up', async () => {
     const batch = pkgs(0, 5, 'offpending');
     await check(batch, off);
     await check(batch, off);
-    expect(await counter('safepkg_check_lookup_queries_total', m)).toBe(2);
+    expect(await counter('safepkg_check_postgres_lookups_total', m)).toBe(10);
     expect(await counter('safepkg_pending_answers_total', m)).toBe(0);
   } finally {
     await off.close();
