@@ -137,7 +137,7 @@ export function errorHandler(retryAfterS: number): ErrorRequestHandler {
           [
             {
               path: '(body)',
-              message: `not valid ${req.get('content-encoding') ?? ''} data (truncated or corrupt)`,
+              message: 'not valid compressed data (truncated or corrupt)',
             },
           ],
           'request body could not be decompressed',
