@@ -1,7 +1,8 @@
 import { request } from 'node:http';
 import { brotliCompressSync, brotliDecompressSync, deflateSync, gunzipSync, gzipSync } from 'node:zlib';
+import { Redis } from 'ioredis';
 import { PackageStore } from '@safepkg/core';
-import { pkg, pkgs, useTestContext } from '@safepkg/testkit';
+import { freePort, pkg, pkgs, useTestContext } from '@safepkg/testkit';
 import { AnswerTtl } from '../src/answer-ttl';
 import { serveApp, type TestServer } from './helpers';
 
@@ -108,6 +109,28 @@ describe('cacheTtlS', () => {
       `/v1/packages/${never.name}/${never.versionCode}/${never.signature}`,
     );
     expect([missing.status, missing.headers.get('cache-control')]).toEqual([404, 'no-store']);
+  });
+
+  test('with Redis down the answer is degraded and a safe verdict read from PostgreSQL holds only the unknown lifetime', async () => {
+    const ref = pkg(0, 'ttl'); // answered safe (44 s) by the test above
+    const dead = new Redis({
+      port: await freePort(),
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+    });
+    const down = await serveApp(ctx, { ...TTLS, rateLimitPoints: 0 }, { redis: dead });
+    try {
+      const res = await down.request('POST', '/v1/packages/check', { packages: [ref] });
+      expect(res.body).toMatchObject({ degraded: true, results: [{ status: 'safe', cacheTtlS: 11 }] });
+      const one = await down.request('GET', `/v1/packages/${ref.name}/${ref.versionCode}/${ref.signature}`);
+      expect(one.body).toMatchObject({ status: 'safe', degraded: true, cacheTtlS: 11 });
+      expect(one.headers.get('cache-control')).toBe('private, max-age=11');
+    } finally {
+      await down.close();
+      dead.disconnect();
+    }
   });
 
   test('a degraded answer caps every lifetime at the unknown one', () => {
