@@ -1,13 +1,16 @@
 import { brotliCompress, constants, gzip } from 'node:zlib';
 import type { RequestHandler } from 'express';
 
-/** The encodings answers are offered in, in the order a tie in the client's q-values goes. */
+/**
+ * The encodings answers are offered in. A tie in the client's q-values goes to the client's own
+ * order (`gzip, br` → gzip); `*` takes the first here.
+ */
 const OFFERED = ['gzip', 'br', 'identity'] as const;
 
 /**
  * Brotli at quality 4: measured on answers of 10 to 1000 results it is 3-6 % smaller than
  * gzip's default level at a like cost, while quality 11 (zlib's default) is 15 % smaller for
- * over 100 times the CPU (README, "Compact transfer").
+ * over 100 times the CPU (README, "On the wire").
  */
 const BROTLI_QUALITY = 4;
 
@@ -29,8 +32,8 @@ function compress(encoding: 'gzip' | 'br', raw: Buffer, done: (err: Error | null
 
 /**
  * Compresses JSON answers of at least `minBytes` in the encoding the client prefers
- * (Accept-Encoding, q-values honoured; gzip on a tie, as the cheaper to decode). Every JSON
- * answer says `Vary: Accept-Encoding`, compressed or not, since the bytes depend on it. Below
+ * (Accept-Encoding, q-values honoured). Every JSON answer says `Vary: Accept-Encoding`,
+ * compressed or not, since the bytes depend on it. Below
  * the threshold gzip's 20-byte frame and the CPU buy nothing: the answer fits one packet anyway.
  *
  * Written on node:zlib rather than the `compression` middleware: the API answers only through

@@ -50,7 +50,7 @@ const headerComponents: JsonObject = {
   },
   ContentEncoding: {
     description:
-      'gzip or br when the client accepts it (Accept-Encoding, q-values honoured; gzip on a tie) and the answer ' +
+      "gzip or br when the client accepts it (Accept-Encoding, q-values honoured; on a tie the client's order, gzip for *) and the answer " +
       'is at least COMPRESS_MIN_BYTES (default 1024); absent otherwise',
     schema: { enum: ['gzip', 'br'] },
   },
