@@ -1,5 +1,6 @@
 import { request } from 'node:http';
 import { brotliCompressSync, brotliDecompressSync, deflateSync, gunzipSync, gzipSync } from 'node:zlib';
+import fc from 'fast-check';
 import { Redis } from 'ioredis';
 import { PackageStore } from '@safepkg/core';
 import { freePort, pkg, pkgs, useTestContext } from '@safepkg/testkit';
@@ -172,6 +173,38 @@ describe('compressed answers', () => {
     const answer = decode(res) as { results: Result[]; degraded: boolean };
     expect(answer.results.map((r) => r.name)).toEqual(pkgs(0, 50, 'wire').map((r) => r.name));
   });
+
+  test('300 generated Accept-Encoding values (garbled q-values, odd tokens, long lists): always 200, in an offered encoding, decodable', async () => {
+    const values = fc.sample(
+      fc.oneof(
+        fc.string({ maxLength: 60 }).filter((v) => /^[\x20-\x7e]*$/.test(v.trim()) && v.trim() === v),
+        fc
+          .array(
+            fc.record({
+              token: fc.constantFrom('gzip', 'br', 'identity', '*', 'deflate', 'zstd', 'GZIP', 'x', ''),
+              q: fc.constantFrom('', ';q=0', ';q=1', ';q=0.5', ';q=2', ';q=-1', ';q=abc', ';q=', ';level=9'),
+            }),
+            { maxLength: 30 },
+          )
+          .map((items) => items.map((i) => `${i.token}${i.q}`).join(', ')),
+      ),
+      { numRuns: 300, seed: 15 },
+    );
+    const failures: string[] = [];
+    for (const accept of values) {
+      const res = await post({ 'accept-encoding': accept }, body);
+      const enc = res.headers['content-encoding'];
+      let decoded = false;
+      try {
+        decoded = Array.isArray((decode(res) as { results?: unknown }).results);
+      } catch {
+        // reported below
+      }
+      if (res.status !== 200 || ![undefined, 'gzip', 'br'].includes(enc as string) || !decoded)
+        failures.push(`${JSON.stringify(accept)} -> ${res.status} ${String(enc)}`);
+    }
+    expect(failures.slice(0, 5)).toEqual([]);
+  }, 60_000);
 
   test('an answer below COMPRESS_MIN_BYTES goes uncompressed, still with Vary; errors are compressed like answers', async () => {
     const small = await post({ 'accept-encoding': 'gzip, br' }, checkBody(1, 'small'));
