@@ -101,7 +101,7 @@ export function createApp(deps: AppDeps): Express {
   });
   // Before every router: each JSON answer, errors and this API's document included, is
   // compressed when it pays and the client accepts it.
-  app.use(compressAnswers(config.compressMinBytes));
+  app.use(compressAnswers(config.compressMinBytes, metrics));
   // Probes, metrics and this document take no body: mounted before the JSON parser, a GET that
   // carries a malformed or oversized body is still answered instead of refused with 400 or 413.
   app.use(healthRouter({ pool, redis, registry: metrics.registry }));

@@ -1,5 +1,6 @@
 import { brotliCompress, constants, gzip } from 'node:zlib';
 import type { RequestHandler } from 'express';
+import type { ApiMetrics } from './metrics';
 
 /**
  * The encodings answers are offered in. A tie in the client's q-values goes to the client's own
@@ -41,23 +42,28 @@ function compress(encoding: 'gzip' | 'br', raw: Buffer, done: (err: Error | null
  * the event loop) compresses it, with an exact Content-Length; the middleware's streaming
  * wrapper of res.write/res.end buys nothing here (README, "Dependencies").
  */
-export function compressAnswers(minBytes: number): RequestHandler {
+export function compressAnswers(minBytes: number, metrics: ApiMetrics): RequestHandler {
   return (req, res, next) => {
+    const sendAs = (encoding: 'identity' | 'gzip' | 'br', raw: Buffer, sent: Buffer) => {
+      metrics.answerBytes.inc({ encoding, form: 'raw' }, raw.length);
+      metrics.answerBytes.inc({ encoding, form: 'sent' }, sent.length);
+      return res.send(sent);
+    };
     res.json = function json(body: unknown) {
       res.vary('Accept-Encoding');
       const raw = Buffer.from(JSON.stringify(body) ?? 'null', 'utf8');
       if (!res.get('Content-Type')) res.type('application/json');
       const accepted = raw.length >= minBytes ? req.acceptsEncodings([...OFFERED]) : 'identity';
       // No acceptable encoding at all (identity;q=0): identity anyway, as RFC 9110 12.5.3 allows.
-      if (accepted !== 'gzip' && accepted !== 'br') return res.send(raw);
+      if (accepted !== 'gzip' && accepted !== 'br') return sendAs('identity', raw, raw);
       compress(accepted, raw, (err, out) => {
         if (err) {
           req.log?.warn({ err }, 'compression failed; answered uncompressed');
-          res.send(raw);
+          sendAs('identity', raw, raw);
           return;
         }
         res.setHeader('Content-Encoding', accepted);
-        res.send(out);
+        sendAs(accepted, raw, out);
       });
       return res;
     };

@@ -5,6 +5,7 @@ import { Redis } from 'ioredis';
 import { PackageStore } from '@safepkg/core';
 import { freePort, pkg, pkgs, useTestContext } from '@safepkg/testkit';
 import { AnswerTtl } from '../src/answer-ttl';
+import { ApiMetrics } from '../src/metrics';
 import { serveApp, type TestServer } from './helpers';
 
 const TOKEN = 'wire-admin-token-0123456789';
@@ -247,6 +248,32 @@ describe('compressed answers', () => {
     // One package stays below the threshold: identical bytes whatever is asked.
     expect(sizes.gzip![0]).toBe(sizes.identity![0]);
   });
+});
+
+test('safepkg_answer_bytes_total counts each answer before and after compression, by encoding', async () => {
+  const metrics = new ApiMetrics({ defaultMetrics: false });
+  const own = await serveApp(ctx, {}, { metrics });
+  try {
+    for (const accept of ['gzip', 'br', 'identity']) {
+      const res = await fetch(`${own.url}/v1/packages/check`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'accept-encoding': accept },
+        body: checkBody(50, 'metrics'),
+      });
+      expect(res.status).toBe(200);
+      await res.arrayBuffer();
+    }
+    const values = (await metrics.answerBytes.get()).values;
+    const bytes = (encoding: string, form: string) =>
+      values.find((v) => v.labels.encoding === encoding && v.labels.form === form)?.value ?? 0;
+    expect(bytes('identity', 'sent')).toBe(bytes('identity', 'raw'));
+    for (const enc of ['gzip', 'br']) {
+      expect(bytes(enc, 'raw')).toBeGreaterThan(10_000);
+      expect(bytes(enc, 'sent')).toBeLessThan(bytes(enc, 'raw') / 3);
+    }
+  } finally {
+    await own.close();
+  }
 });
 
 describe('compressed request bodies', () => {
