@@ -12,14 +12,17 @@ import { startApp, type AppProcess } from './processes';
 import { describeTopology, planTopology } from './topology';
 
 const USAGE = `usage: node dist/api-compare.js --api=LABEL:path/to/apps/api/dist/main.js [--api=…] [--scenario=hit|new|steady|storm]
-  [--rate=REQ_PER_S_EACH] [--connections=N_EACH] [--duration=S] [--rounds=N] [--profile-dir=DIR]`;
+  [--rate=REQ_PER_S_EACH] [--connections=N_EACH] [--duration=S] [--rounds=N] [--profile-dir=DIR]
+  [--encodings=identity,gzip,br]`;
 
 /**
  * CPU per checked package of several api builds and the floor server, side by side in one
  * load: each server gets the same request rate from one load generator at the same time, on
  * the same core(s), so a busy machine disturbs them alike. What it is for: before/after
  * ratios of a change on a machine that is not quiet (the full benchmark needs a quiet one).
- * Buffered mode (with a flusher) when the scenario has new packages.
+ * Buffered mode (with a flusher) when the scenario has new packages. `--encodings` runs each api
+ * once per Accept-Encoding (its own process, the same load), so the CPU and the bytes on the wire
+ * per answer of compressing it sit beside the uncompressed ones.
  */
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -31,6 +34,7 @@ async function main(): Promise<void> {
       duration: { type: 'string', default: '8' },
       rounds: { type: 'string', default: '1' },
       'profile-dir': { type: 'string' },
+      encodings: { type: 'string', default: 'identity' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -39,7 +43,14 @@ async function main(): Promise<void> {
     return { label: a.slice(0, at), script: resolve(a.slice(at + 1)) };
   });
   const scenario = values.scenario as ScenarioName;
-  if (values.help || apis.length === 0 || !(scenario in SCENARIO_SHARES)) {
+  const encodings = (values.encodings ?? 'identity').split(',').map((e) => e.trim());
+  const knownEncodings = ['identity', 'gzip', 'br'];
+  if (
+    values.help ||
+    apis.length === 0 ||
+    !(scenario in SCENARIO_SHARES) ||
+    encodings.some((e) => !knownEncodings.includes(e))
+  ) {
     console.log(USAGE);
     process.exit(values.help ? 0 : 2);
   }
@@ -55,7 +66,7 @@ async function main(): Promise<void> {
     template: '',
     seedRows: 200_000,
     catalogue: benchCatalogue(20260101),
-    apiProcesses: apis.length,
+    apiProcesses: apis.length * encodings.length,
     packagesPerDevice: 100,
     seed: 20260101,
     topology,
@@ -70,13 +81,26 @@ async function main(): Promise<void> {
     const databaseUrl = await resetBenchDatabase(env.template);
     const base = appEnv(env, databaseUrl, { WRITE_MODE: 'buffered' });
     if (scenario !== 'hit') started.push(await startApp('flusher', base, [], topology.flusher));
-    const targets: { label: string; proc: AppProcess }[] = [];
+    const targets: { label: string; proc: AppProcess; encoding: string }[] = [];
     const profileDir = values['profile-dir'];
     for (const a of apis) {
-      const nodeArgs = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${resolve(profileDir, a.label)}`] : [];
-      targets.push({ label: a.label, proc: await startApp('api', base, nodeArgs, topology.api, a.script) });
+      for (const encoding of encodings) {
+        const label = encodings.length > 1 ? `${a.label}/${encoding}` : a.label;
+        const nodeArgs = profileDir
+          ? ['--cpu-prof', `--cpu-prof-dir=${resolve(profileDir, label.replace('/', '-'))}`]
+          : [];
+        targets.push({
+          label,
+          encoding,
+          proc: await startApp('api', base, nodeArgs, topology.api, a.script),
+        });
+      }
     }
-    targets.push({ label: 'floor', proc: await startApp('floor', base, [], topology.api) });
+    targets.push({
+      label: 'floor',
+      encoding: 'identity',
+      proc: await startApp('floor', base, [], topology.api),
+    });
     started.push(...targets.map((t) => t.proc));
     if (scenario === 'hit') await warmCache(targets[0]?.proc as AppProcess, new Catalogue(env.catalogue));
     const simulator = new DeviceSimulator(new Catalogue(env.catalogue), {
@@ -97,6 +121,7 @@ async function main(): Promise<void> {
             connections: Number(values.connections),
             overallRate: rate,
             simulator,
+            acceptEncoding: t.encoding === 'identity' ? undefined : t.encoding,
           });
           return {
             label: t.label,
@@ -109,7 +134,7 @@ async function main(): Promise<void> {
       log(`round ${round}, ${scenario}, ${rate} req/s to each server for ${values.duration} s:`);
       for (const s of perServer)
         log(
-          `  ${s.label.padEnd(8)} ${Math.round(s.load.packagesPerS).toString().padStart(7)} pkg/s  p99 ${s.load.latencyMs.p99.toFixed(1).padStart(7)} ms  ${s.cpu.usPerPackage.toFixed(2).padStart(6)} µs CPU/pkg  ÷ floor ${floor ? (s.cpu.usPerPackage / floor.cpu.usPerPackage).toFixed(2) : '–'}  non-2xx ${s.load.non2xx} errors ${s.load.errors}`,
+          `  ${s.label.padEnd(8)} ${Math.round(s.load.packagesPerS).toString().padStart(7)} pkg/s  p99 ${s.load.latencyMs.p99.toFixed(1).padStart(7)} ms  ${s.cpu.usPerPackage.toFixed(2).padStart(6)} µs CPU/pkg  ÷ floor ${floor ? (s.cpu.usPerPackage / floor.cpu.usPerPackage).toFixed(2) : '–'}  ${Math.round(s.load.bytesPerResponse).toString().padStart(7)} B/answer  non-2xx ${s.load.non2xx} errors ${s.load.errors}`,
         );
     }
   } finally {

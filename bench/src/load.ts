@@ -10,6 +10,8 @@ export interface LoadOptions {
   /** Requests per second over all urls (fixed-rate, open to the rate); undefined = closed loop. */
   overallRate?: number;
   simulator: DeviceSimulator;
+  /** Sent as Accept-Encoding on every request; undefined = none (the api answers identity). */
+  acceptEncoding?: string;
 }
 
 export interface LoadResult {
@@ -34,6 +36,8 @@ export interface LoadResult {
   perSecond: { second: number; responses: number; p99Ms: number }[];
   /** Date.now() when the load started, to place other events (a write stall) on perSecond. */
   startedAtMs: number;
+  /** Bytes read per response, headers included (autocannon's throughput total): bytes on the wire. */
+  bytesPerResponse: number;
 }
 
 /**
@@ -71,7 +75,10 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
                 {
                   method: 'POST',
                   path: '/v1/packages/check',
-                  headers: { 'content-type': 'application/json' },
+                  headers: {
+                    'content-type': 'application/json',
+                    ...(options.acceptEncoding ? { 'accept-encoding': options.acceptEncoding } : {}),
+                  },
                   setupRequest: (req) => ({ ...req, body: options.simulator.nextBody() }),
                 },
               ],
@@ -116,5 +123,6 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       l.length ? [{ second, responses: l.length, p99Ms: percentiles(l, [99])[0] as number }] : [],
     ),
     startedAtMs,
+    bytesPerResponse: sum((r) => r.throughput.total) / Math.max(1, latencies.length),
   };
 }

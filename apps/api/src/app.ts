@@ -17,7 +17,9 @@ import {
   type RedisClient,
 } from '@safepkg/core';
 import { adminAuth } from './admin-auth';
+import { AnswerTtl } from './answer-ttl';
 import { CheckService, type CheckHooks } from './check-service';
+import { compressAnswers } from './compression';
 import { EvaluationService } from './evaluation-service';
 import { errorHandler, notFound } from './http-errors';
 import { ApiMetrics } from './metrics';
@@ -99,10 +101,15 @@ export function createApp(deps: AppDeps): Express {
     });
     next();
   });
+  // Before every router: each JSON answer, errors and this API's document included, is
+  // compressed when it pays and the client accepts it.
+  app.use(compressAnswers(config.compressMinBytes, metrics));
   // Probes, metrics and this document take no body: mounted before the JSON parser, a GET that
   // carries a malformed or oversized body is still answered instead of refused with 400 or 413.
   app.use(healthRouter({ pool, redis, registry: metrics.registry }));
   app.use(openApiRouter());
+  // A gzip, deflate or br request body is inflated here, and the 1 MB limit applies to the
+  // inflated bytes as they stream (a zip bomb is refused 413 once 1 MB has come out of it).
   app.use(express.json({ limit: '1mb', strict: true, type: 'application/json' }));
   const limiter = rateLimit({
     redis,
@@ -112,7 +119,7 @@ export function createApp(deps: AppDeps): Express {
     windowS: config.rateLimitWindowS,
   });
   if (limiter) app.use('/v1', limiter);
-  app.use(packagesRouter(checks));
+  app.use(packagesRouter(checks, new AnswerTtl(config)));
   app.use('/v1/admin', adminAuth(config.adminToken));
   app.use(
     evaluationsRouter(

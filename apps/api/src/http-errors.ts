@@ -41,6 +41,14 @@ export class UnsupportedMediaTypeError extends HttpError {
   }
 }
 
+/** A request body in a Content-Encoding the API cannot inflate. */
+export class UnsupportedEncodingError extends HttpError {
+  readonly status = 415;
+  constructor(message: string) {
+    super('unsupported_encoding', message);
+  }
+}
+
 export class PayloadTooLargeError extends HttpError {
   readonly status = 413;
   constructor(message: string) {
@@ -75,7 +83,12 @@ export const requireJson: RequestHandler = (req, _res, next) => {
 interface BodyParserError {
   type?: string;
   status?: number;
+  /** zlib's, on a compressed body that does not inflate: Z_BUF_ERROR (truncated), Z_DATA_ERROR… */
+  code?: string;
 }
+
+/** The Content-Encodings body-parser inflates (zstd too on a Node.js with zstd support). */
+export const REQUEST_ENCODINGS = 'gzip, deflate, br or identity';
 
 /**
  * Every error becomes the documented envelope: known errors with their status, body
@@ -106,11 +119,30 @@ export function errorHandler(retryAfterS: number): ErrorRequestHandler {
           ),
         );
       case 'encoding.unsupported':
+        return sendError(res, new UnsupportedEncodingError(`Content-Encoding must be ${REQUEST_ENCODINGS}`));
       case 'charset.unsupported':
         return sendError(res, new UnsupportedMediaTypeError('body must be UTF-8 JSON'));
       case 'request.aborted':
       case 'request.size.invalid':
         return sendError(res, new ValidationError([], 'request body was incomplete'));
+    }
+    if (
+      parser.status === 400 &&
+      typeof parser.code === 'string' &&
+      /^(Z_|ERR_BROTLI|ERR__)/.test(parser.code)
+    ) {
+      return sendError(
+        res,
+        new ValidationError(
+          [
+            {
+              path: '(body)',
+              message: 'not valid compressed data (truncated or corrupt)',
+            },
+          ],
+          'request body could not be decompressed',
+        ),
+      );
     }
     if (typeof parser.status === 'number' && parser.status >= 400 && parser.status < 500) {
       return sendError(res, new ValidationError([], 'request could not be read'));

@@ -45,6 +45,12 @@ export class ApiMetrics {
     labelNames: ['dependency'] as const,
     registers: [this.registry],
   });
+  readonly answerBytes = new Counter({
+    name: 'safepkg_answer_bytes_total',
+    help: 'JSON answer body bytes, by Content-Encoding sent (identity, gzip, br) and form (raw: before compression; sent: on the wire)',
+    labelNames: ['encoding', 'form'] as const,
+    registers: [this.registry],
+  });
   readonly httpDuration = new Histogram({
     name: 'safepkg_http_request_duration_seconds',
     help: 'HTTP request latency by route and status code',

@@ -38,6 +38,7 @@ const resultRequired = [
   'known',
   'pending',
   'firstSeenAt',
+  'cacheTtlS',
 ];
 const resultProperties: JsonObject = {
   ...packageFields,
@@ -51,6 +52,14 @@ const resultProperties: JsonObject = {
     ...iso,
     type: ['string', 'null'],
     description: 'when a device first reported it; null until it is stored',
+  },
+  cacheTtlS: {
+    type: 'integer',
+    minimum: 0,
+    description:
+      'seconds the device may keep this result before asking again, by status (ANSWER_TTL_UNKNOWN_S, ' +
+      'ANSWER_TTL_SAFE_S, ANSWER_TTL_SUSPICIOUS_S, ANSWER_TTL_MALICIOUS_S); in a degraded answer at most the unknown one',
+    examples: [300],
   },
 };
 

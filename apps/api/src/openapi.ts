@@ -11,8 +11,73 @@ const json = (schema: JsonObject, example?: JsonObject): JsonObject => ({
   'application/json': example ? { schema, examples: { example: { value: example } } } : { schema },
 });
 
-const retryAfter: JsonObject = {
-  'Retry-After': { description: 'seconds to wait before retrying', schema: { type: 'integer', minimum: 1 } },
+const header = (name: string): JsonObject => ({ $ref: `#/components/headers/${name}` });
+
+/**
+ * components.headers. `required: true` marks a header every such answer carries (the api suite
+ * checks each real answer for it); the others appear when they apply.
+ */
+const headerComponents: JsonObject = {
+  RetryAfter: {
+    description: 'seconds to wait before retrying',
+    required: true,
+    schema: { type: 'integer', minimum: 1 },
+  },
+  RateLimitPolicy: {
+    description:
+      'The budgets this request is counted against (draft-ietf-httpapi-ratelimit-headers-10, a Structured Fields ' +
+      'List): `"ip"` (RATE_LIMIT_POINTS per IP, requests without X-Api-Key), `"key"` (RATE_LIMIT_POINTS per ' +
+      'X-Api-Key) and `"keyed-ip"` (RATE_LIMIT_IP_POINTS per IP for requests with a key); `q` the quota, `w` the ' +
+      'window in seconds (RATE_LIMIT_WINDOW_S). On every /v1 answer while rate limiting is on (RATE_LIMIT_POINTS > 0).',
+    schema: { type: 'string' },
+    examples: {
+      keyed: { value: '"key";q=600;w=60, "keyed-ip";q=6000;w=60' },
+      anonymous: { value: '"ip";q=600;w=60' },
+    },
+  },
+  RateLimit: {
+    description:
+      'What is left of each budget RateLimit-Policy names (draft-ietf-httpapi-ratelimit-headers-10): `r` the ' +
+      'requests left, `t` the seconds until the window resets. A request refused by its key budget did not ' +
+      'spend the IP one, so only `"key"` is listed then.',
+    schema: { type: 'string' },
+    examples: { keyed: { value: '"key";r=598;t=42, "keyed-ip";r=5990;t=42' } },
+  },
+  Vary: {
+    description: 'every JSON answer depends on Accept-Encoding, compressed or not',
+    required: true,
+    schema: { type: 'string', examples: ['Accept-Encoding'] },
+  },
+  ContentEncoding: {
+    description:
+      "gzip or br when the client accepts it (Accept-Encoding, q-values honoured; on a tie the client's order, gzip for *) and the answer " +
+      'is at least COMPRESS_MIN_BYTES (default 1024); absent otherwise',
+    schema: { enum: ['gzip', 'br'] },
+  },
+  CacheControlCheck: {
+    description:
+      '`no-store`: the answer mixes results of different lifetimes; each result says its own (cacheTtlS)',
+    required: true,
+    schema: { const: 'no-store' },
+  },
+  CacheControlPackage: {
+    description:
+      "`private, max-age=` the result's cacheTtlS: an HTTP cache on the device may keep it that long",
+    required: true,
+    schema: { type: 'string', pattern: '^private, max-age=[0-9]+$' },
+  },
+};
+
+const retryAfter: JsonObject = { 'Retry-After': header('RetryAfter') };
+const rateLimitHeaders: JsonObject = {
+  'RateLimit-Policy': header('RateLimitPolicy'),
+  RateLimit: header('RateLimit'),
+};
+/** The headers of every /v1 JSON answer: encoding negotiation and, when limiting is on, the budgets. */
+const answerHeaders: JsonObject = {
+  Vary: header('Vary'),
+  'Content-Encoding': header('ContentEncoding'),
+  ...rateLimitHeaders,
 };
 
 const errorExample = (code: string, message: string, details: JsonObject[] = []): JsonObject => ({
@@ -34,7 +99,7 @@ const errorResponses: JsonObject = {
   },
   Unauthorized: {
     description: 'missing or wrong admin bearer token',
-    headers: { 'WWW-Authenticate': { schema: { const: 'Bearer' } } },
+    headers: { 'WWW-Authenticate': { required: true, schema: { const: 'Bearer' } } },
     content: json(
       errorSchema(['unauthorized']),
       errorExample('unauthorized', 'a valid admin bearer token is required'),
@@ -52,17 +117,25 @@ const errorResponses: JsonObject = {
     ),
   },
   UnsupportedMediaType: {
-    description: 'a body that is not application/json (UTF-8)',
+    description:
+      'unsupported_media_type: a body that is not application/json (UTF-8); unsupported_encoding: a ' +
+      'Content-Encoding other than gzip, deflate, br or identity',
     content: json(
-      errorSchema(['unsupported_media_type']),
+      errorSchema(['unsupported_media_type', 'unsupported_encoding']),
       errorExample('unsupported_media_type', 'Content-Type must be application/json'),
     ),
   },
   RateLimited: {
     description:
       'over a budget per RATE_LIMIT_WINDOW_S, counted across every pod: RATE_LIMIT_POINTS per X-Api-Key (or per IP without a key), ' +
-      'and RATE_LIMIT_IP_POINTS per IP for all requests with a key, whichever keys they carry',
-    headers: retryAfter,
+      'and RATE_LIMIT_IP_POINTS per IP for all requests with a key, whichever keys they carry. RateLimit shows ' +
+      'the budget that refused it at r=0',
+    headers: {
+      ...retryAfter,
+      // Inline rather than $ref: a 429 always carries them, and a $ref takes no `required` beside it.
+      'RateLimit-Policy': { ...(headerComponents.RateLimitPolicy as JsonObject), required: true },
+      RateLimit: { ...(headerComponents.RateLimit as JsonObject), required: true },
+    },
     content: json(
       errorSchema(['rate_limited']),
       errorExample('rate_limited', 'too many requests from this client; retry later'),
@@ -123,6 +196,18 @@ const exampleResult = {
   known: false,
   pending: true,
   firstSeenAt: null,
+  cacheTtlS: 300,
+};
+
+/** A compressed request body: inflated before parsing, the 1 MB limit on the inflated bytes. */
+const contentEncoding: JsonObject = {
+  name: 'Content-Encoding',
+  in: 'header',
+  required: false,
+  description:
+    'gzip, deflate or br for a compressed body; the 1 MB limit applies to the inflated body (413 beyond it), ' +
+    'another encoding is 415 unsupported_encoding, a truncated or corrupt stream 400',
+  schema: { enum: ['gzip', 'deflate', 'br', 'identity'] },
 };
 
 function packageParams(): Json[] {
@@ -163,12 +248,16 @@ function paths(): JsonObject {
           'Answers 1 … 1000 packages in request order (duplicates answered once each). Packages unknown to the ' +
           'cache and PostgreSQL are buffered in Redis for the flusher; the API never writes PostgreSQL here ' +
           'unless Redis is down. `degraded: true` when Redis or PostgreSQL did not answer.',
+        parameters: [contentEncoding],
         requestBody: body('CheckRequest', { packages: [examplePackage] }),
         responses: {
-          '200': ok('one result per requested package', 'CheckResponse', {
-            results: [exampleResult],
-            degraded: false,
-          }),
+          '200': {
+            ...ok('one result per requested package', 'CheckResponse', {
+              results: [exampleResult],
+              degraded: false,
+            }),
+            headers: { ...answerHeaders, 'Cache-Control': header('CacheControlCheck') },
+          },
           ...jsonOnly,
           ...v1Common,
           '503': use('BufferFullOrUnavailable'),
@@ -183,10 +272,13 @@ function paths(): JsonObject {
         summary: 'One package, read-only (buffers nothing)',
         parameters: packageParams(),
         responses: {
-          '200': ok('the package, stored or pending', 'SinglePackageResponse', {
-            ...exampleResult,
-            degraded: false,
-          }),
+          '200': {
+            ...ok('the package, stored or pending', 'SinglePackageResponse', {
+              ...exampleResult,
+              degraded: false,
+            }),
+            headers: { ...answerHeaders, 'Cache-Control': header('CacheControlPackage') },
+          },
           '400': use('BadRequest'),
           '404': use('NotFound'),
           ...v1Common,
@@ -430,7 +522,9 @@ export function openApiDocument(): JsonObject {
       version: '0.1.0',
       description:
         'Package reputation for Android devices. Every error is `{ "error": { "code", "message", "details" } }`; ' +
-        'request bodies are JSON, at most 1 MB.',
+        'request bodies are JSON, at most 1 MB once inflated (Content-Encoding gzip, deflate or br accepted). ' +
+        'Answers of at least COMPRESS_MIN_BYTES are compressed (gzip or br) when Accept-Encoding asks for it. ' +
+        'Each package result carries `cacheTtlS`: how many seconds the device may keep it before asking again.',
     },
     // Relative: the API is wherever this document was fetched from (each deployment has its own host).
     servers: [{ url: '/', description: 'the api that served this document' }],
@@ -443,6 +537,7 @@ export function openApiDocument(): JsonObject {
     components: {
       schemas: componentSchemas,
       responses: errorResponses,
+      headers: headerComponents,
       securitySchemes: { adminToken: { type: 'http', scheme: 'bearer', description: 'ADMIN_TOKEN' } },
     },
   };

@@ -47,31 +47,73 @@ export function rateLimit(options: RateLimitOptions): RequestHandler | null {
   // One store prefix; the id kinds (k:, ip:, kip:) keep the three budgets apart.
   const perClient = sharedLimiter(redis, keyPrefix, options.points, windowS);
   const perIpKeyed = options.ipPoints > 0 ? sharedLimiter(redis, keyPrefix, options.ipPoints, windowS) : null;
+  // The policies a request is under never change between requests, so each header is built once.
+  const policy = (name: PolicyName, quota: number) => `"${name}";q=${quota};w=${windowS}`;
+  const anonymousPolicy = policy('ip', options.points);
+  const keyedPolicy = [
+    policy('key', options.points),
+    ...(perIpKeyed ? [policy('keyed-ip', options.ipPoints)] : []),
+  ].join(', ');
 
-  const consume = async (apiKey: string | undefined, ip: string): Promise<void> => {
+  /** Each budget spent, with what is left of it, in the order spent; throws at the first refused. */
+  const consume = async (apiKey: string | undefined, ip: string, spent: Spent[]): Promise<void> => {
     if (!apiKey) {
-      await perClient.consume(`ip:${ip}`);
+      spent.push(['ip', await perClient.consume(`ip:${ip}`)]);
       return;
     }
     // The key's own budget first: a client over it is refused without spending the budget it
     // shares with every other device behind its IP.
-    await perClient.consume(`k:${createHash('sha256').update(apiKey).digest('hex').slice(0, 32)}`);
-    await perIpKeyed?.consume(`kip:${ip}`);
+    spent.push([
+      'key',
+      await perClient.consume(`k:${createHash('sha256').update(apiKey).digest('hex').slice(0, 32)}`),
+    ]);
+    if (perIpKeyed) spent.push(['keyed-ip', await perIpKeyed.consume(`kip:${ip}`)]);
   };
 
   return (req, res, next) => {
-    consume(req.get('x-api-key'), req.ip ?? 'unknown').then(
-      () => next(),
+    const apiKey = req.get('x-api-key');
+    const spent: Spent[] = [];
+    res.setHeader('RateLimit-Policy', apiKey ? keyedPolicy : anonymousPolicy);
+    consume(apiKey, req.ip ?? 'unknown', spent).then(
+      () => {
+        res.setHeader('RateLimit', rateLimitField(spent));
+        next();
+      },
       (rejection: unknown) => {
         if (rejection instanceof RateLimiterRes) {
-          res.setHeader('Retry-After', String(Math.max(1, Math.ceil(rejection.msBeforeNext / 1000))));
+          const refused: Spent = [apiKey ? (spent.length === 0 ? 'key' : 'keyed-ip') : 'ip', rejection];
+          res.setHeader('RateLimit', rateLimitField([...spent, refused]));
+          res.setHeader('Retry-After', String(secondsUntil(rejection)));
           sendError(res, new RateLimitedError('too many requests from this client; retry later'));
           return;
         }
-        // Neither Redis nor the insurance limiter answered: serve rather than fail the device.
+        // Neither Redis nor the insurance limiter answered: serve rather than fail the device,
+        // and claim no remaining quota that nobody counted.
+        res.removeHeader('RateLimit-Policy');
         req.log?.warn({ err: rejection }, 'rate limiter failed; request allowed');
         next();
       },
     );
   };
+}
+
+/**
+ * The budgets, as named in the RateLimit-Policy / RateLimit fields: `ip` for requests without
+ * an API key, `key` for the key's own budget and `keyed-ip` for the IP's budget of keyed traffic.
+ */
+type PolicyName = 'ip' | 'key' | 'keyed-ip';
+type Spent = [PolicyName, RateLimiterRes];
+
+function secondsUntil(res: RateLimiterRes): number {
+  return Math.max(1, Math.ceil(res.msBeforeNext / 1000));
+}
+
+/**
+ * The RateLimit field of draft-ietf-httpapi-ratelimit-headers-10 (a Structured Fields List):
+ * one item per budget, `r` the quota units left and `t` the seconds until the window resets.
+ */
+function rateLimitField(spent: readonly Spent[]): string {
+  return spent
+    .map(([name, r]) => `"${name}";r=${Math.max(0, r.remainingPoints)};t=${secondsUntil(r)}`)
+    .join(', ');
 }

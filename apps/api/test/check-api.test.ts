@@ -39,6 +39,8 @@ test('answers every package in request order, duplicates included, and buffers e
     known: false,
     pending: true,
     firstSeenAt: null,
+    // Pending: asked again after ANSWER_TTL_UNKNOWN_S, by then likely analysed.
+    cacheTtlS: 300,
   });
   expect(await bufferDepth()).toBe(2);
 });

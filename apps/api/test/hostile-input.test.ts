@@ -1,6 +1,7 @@
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { Writable } from 'node:stream';
+import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
 import type { AddressInfo } from 'node:net';
 import fc from 'fast-check';
 import { Redis } from 'ioredis';
@@ -143,6 +144,95 @@ test('10,000+ generated bad requests: never a 5xx, always the envelope, and no s
   expect(await stateFingerprint()).toBe(before);
   // ~10 s alone; a generous bound because CI's two cores may be busy with other work.
 }, 180_000);
+
+/** How a hostile body is packed: compressed, truncated, mislabelled, or random bytes. */
+const encodedBody = fc.oneof(
+  fc.record({ body: badBody, enc: fc.constantFrom('gzip', 'deflate', 'br') }).map(({ body, enc }) => ({
+    encoding: enc,
+    bytes: zip(enc, Buffer.from(JSON.stringify(body))),
+  })),
+  // A valid body's compression cut short: it never inflates to the whole body.
+  fc
+    .record({ enc: fc.constantFrom('gzip', 'deflate', 'br'), cut: fc.integer({ min: 1, max: 40 }) })
+    .map(({ enc, cut }) => {
+      const whole = zip(enc, Buffer.from(JSON.stringify({ packages: [valid(), valid()] })));
+      return { encoding: enc, bytes: whole.subarray(0, Math.max(0, whole.length - cut)) };
+    }),
+  fc.record({
+    encoding: fc.oneof(
+      fc.constantFrom(
+        'gzip',
+        'deflate',
+        'br',
+        'compress',
+        'x-gzip',
+        'gzip, gzip',
+        'GZIP',
+        'identity, br',
+        '*',
+      ),
+      fc.string({ maxLength: 20 }).filter((e) => /^[\x21-\x7e]*$/.test(e)),
+    ),
+    bytes: fc.uint8Array({ maxLength: 200 }).map((a) => Buffer.from(a)),
+  }),
+);
+
+function zip(encoding: string, raw: Buffer): Buffer {
+  return encoding === 'gzip' ? gzipSync(raw) : encoding === 'br' ? brotliCompressSync(raw) : deflateSync(raw);
+}
+
+/** The raw request over node:http: fetch cannot send a Content-Encoding it would not check. */
+function sendEncoded(encoding: string, bytes: Buffer): Promise<{ status: number; text: string }> {
+  const url = new URL(server.url);
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: url.hostname,
+        port: url.port,
+        method: 'POST',
+        path: '/v1/packages/check',
+        headers: { 'content-type': 'application/json', 'content-encoding': encoding },
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (text += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+      },
+    );
+    req.on('error', reject);
+    req.end(bytes);
+  });
+}
+
+test('1,500 hostile encoded bodies (compressed bad bodies, truncated streams, unknown or garbled Content-Encoding, random bytes): 400/413/415 in the envelope, never a 5xx, no state change', async () => {
+  const before = await stateFingerprint();
+  const cases = fc.sample(encodedBody, { numRuns: 1_500, seed: 20261202 });
+  const failures: string[] = [];
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 8 }, async () => {
+      while (next < cases.length) {
+        const c = cases[next++] as { encoding: string; bytes: Buffer };
+        const res = await sendEncoded(c.encoding, c.bytes);
+        let body: Envelope | null = null;
+        try {
+          body = JSON.parse(res.text) as Envelope;
+        } catch {
+          // not JSON: reported below
+        }
+        const ok =
+          [400, 413, 415].includes(res.status) &&
+          typeof body?.error?.code === 'string' &&
+          Array.isArray(body.error.details) &&
+          !res.text.includes('    at ');
+        if (!ok) failures.push(`${res.status} ${JSON.stringify(c.encoding)} -> ${res.text.slice(0, 200)}`);
+      }
+    }),
+  );
+  expect(failures.slice(0, 5)).toEqual([]);
+  expect(await stateFingerprint()).toBe(before);
+}, 120_000);
 
 test('valid edge cases are accepted: 1,000 packages, 255-character names, versions 0 and 2^53-1, duplicates, upper-case signatures', async () => {
   const edge = [

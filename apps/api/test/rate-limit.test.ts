@@ -98,3 +98,93 @@ test('with Redis unreachable the in-process insurance limiter keeps the limit: t
     dead.disconnect();
   }
 });
+
+/** The RateLimit field's items (draft-ietf-httpapi-ratelimit-headers-10) as [name, r, t]. */
+function rateLimitItems(field: string | null): [string, number, number][] {
+  return (field ?? '').split(', ').map((item) => {
+    const m = /^"([a-z-]+)";r=(\d+);t=(\d+)$/.exec(item);
+    if (!m) throw new Error(`not a RateLimit item: ${item}`);
+    return [m[1] as string, Number(m[2]), Number(m[3])];
+  });
+}
+
+test('RateLimit-Policy names each budget a request spends; RateLimit counts each down, on answers and on the 429', async () => {
+  const server = await serveApp(ctx, {
+    ...own(),
+    rateLimitPoints: 3,
+    rateLimitIpPoints: 5,
+    rateLimitWindowS: 60,
+  });
+  try {
+    const keyed = { 'x-api-key': 'device-headers' };
+    const seen: { status: number; policy: string | null; items: [string, number, number][] }[] = [];
+    for (let i = 0; i < 4; i++) {
+      const res = await server.request('POST', '/v1/packages/check', body, keyed);
+      seen.push({
+        status: res.status,
+        policy: res.headers.get('ratelimit-policy'),
+        items: rateLimitItems(res.headers.get('ratelimit')),
+      });
+    }
+    expect(seen.map((s) => s.status)).toEqual([200, 200, 200, 429]);
+    for (const s of seen) expect(s.policy).toBe('"key";q=3;w=60, "keyed-ip";q=5;w=60');
+    expect(seen.map((s) => s.items.map(([name, r]) => [name, r]))).toEqual([
+      [
+        ['key', 2],
+        ['keyed-ip', 4],
+      ],
+      [
+        ['key', 1],
+        ['keyed-ip', 3],
+      ],
+      [
+        ['key', 0],
+        ['keyed-ip', 2],
+      ],
+      // Refused by its key's budget: the IP's was not spent, so only the key's is reported.
+      [['key', 0]],
+    ]);
+    for (const s of seen) for (const [, , t] of s.items) expect(t).toBeGreaterThanOrEqual(1);
+    for (const s of seen) for (const [, , t] of s.items) expect(t).toBeLessThanOrEqual(60);
+
+    // Without a key: one budget per IP.
+    const anonymous = await server.request('POST', '/v1/packages/check', body);
+    expect(anonymous.headers.get('ratelimit-policy')).toBe('"ip";q=3;w=60');
+    expect(rateLimitItems(anonymous.headers.get('ratelimit')).map(([n, r]) => [n, r])).toEqual([['ip', 2]]);
+
+    // A second key behind the same IP: its own budget full, the IP's keyed budget down to 1, then 0 and refused.
+    const other = { 'x-api-key': 'device-headers-2' };
+    const a = await server.request('POST', '/v1/packages/check', body, other);
+    const b = await server.request('POST', '/v1/packages/check', body, other);
+    const c = await server.request('POST', '/v1/packages/check', body, other);
+    expect([a.status, b.status, c.status]).toEqual([200, 200, 429]);
+    expect(rateLimitItems(a.headers.get('ratelimit')).map(([n, r]) => [n, r])).toEqual([
+      ['key', 2],
+      ['keyed-ip', 1],
+    ]);
+    expect(rateLimitItems(c.headers.get('ratelimit')).map(([n, r]) => [n, r])).toEqual([
+      ['key', 0],
+      ['keyed-ip', 0],
+    ]);
+    expect(Number(c.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+  } finally {
+    await server.close();
+  }
+});
+
+test('routes outside /v1 (probes, the API document) carry no RateLimit fields; with limiting off neither does /v1', async () => {
+  const server = await serveApp(ctx, { ...own(), rateLimitPoints: 3, rateLimitWindowS: 60 });
+  try {
+    const probe = await server.request('GET', '/healthz');
+    expect([probe.headers.get('ratelimit'), probe.headers.get('ratelimit-policy')]).toEqual([null, null]);
+  } finally {
+    await server.close();
+  }
+  const off = await serveApp(ctx, { ...own(), rateLimitPoints: 0 });
+  try {
+    const res = await off.request('POST', '/v1/packages/check', body);
+    expect([res.status, res.headers.get('ratelimit')]).toEqual([200, null]);
+  } finally {
+    await off.close();
+  }
+});

@@ -61,6 +61,17 @@ export interface Config {
   rateLimitIpPoints: number;
   /** Proxies in front of the API whose X-Forwarded-For is trusted for the client IP. */
   trustProxyHops: number;
+  /**
+   * How long a device may keep each result (`cacheTtlS`), by answered status. Unknown (pending
+   * or never analysed) is short so the device asks again soon after analysis; a degraded answer
+   * is capped at it too.
+   */
+  answerTtlUnknownS: number;
+  answerTtlSafeS: number;
+  answerTtlSuspiciousS: number;
+  answerTtlMaliciousS: number;
+  /** Answers at least this large are compressed when the client accepts gzip or br. */
+  compressMinBytes: number;
 }
 
 /**
@@ -104,6 +115,12 @@ export function configDefaults(): Config {
     rateLimitWindowS: 60,
     rateLimitIpPoints: 6000,
     trustProxyHops: 0,
+    // Why each lifetime: README, "Configuration" (ANSWER_TTL_*_S).
+    answerTtlUnknownS: 300,
+    answerTtlSafeS: 86_400,
+    answerTtlSuspiciousS: 3600,
+    answerTtlMaliciousS: 21_600,
+    compressMinBytes: 1024,
   };
 }
 
@@ -199,6 +216,11 @@ const variables = {
   RATE_LIMIT_WINDOW_S: { field: 'rateLimitWindowS', schema: int(1, 86400) },
   RATE_LIMIT_IP_POINTS: { field: 'rateLimitIpPoints', schema: int(0, 1_000_000_000) },
   TRUST_PROXY_HOPS: { field: 'trustProxyHops', schema: int(0, 10) },
+  ANSWER_TTL_UNKNOWN_S: { field: 'answerTtlUnknownS', schema: int(0, 30 * 86400) },
+  ANSWER_TTL_SAFE_S: { field: 'answerTtlSafeS', schema: int(0, 30 * 86400) },
+  ANSWER_TTL_SUSPICIOUS_S: { field: 'answerTtlSuspiciousS', schema: int(0, 30 * 86400) },
+  ANSWER_TTL_MALICIOUS_S: { field: 'answerTtlMaliciousS', schema: int(0, 30 * 86400) },
+  COMPRESS_MIN_BYTES: { field: 'compressMinBytes', schema: int(0, 1_048_576) },
 } as const satisfies Record<string, { field: keyof Config; schema: z.ZodType }>;
 
 export const CONFIG_VARIABLES = Object.keys(variables) as (keyof typeof variables)[];

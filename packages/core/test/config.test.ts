@@ -35,7 +35,17 @@ test('an empty environment gives exactly configDefaults(), and the documented de
     pendingAnswerMaxAgeMs: 600_000,
     maxBufferDepth: 5_000_000,
     writeMode: 'buffered',
+    // Unknown short (asked again soon after analysis), safe long, the verdicts in between.
+    answerTtlUnknownS: 300,
+    answerTtlSafeS: 86_400,
+    answerTtlSuspiciousS: 3600,
+    answerTtlMaliciousS: 21_600,
+    compressMinBytes: 1024,
   });
+  const d = configDefaults();
+  expect(d.answerTtlUnknownS).toBeLessThan(d.answerTtlSuspiciousS);
+  expect(d.answerTtlSuspiciousS).toBeLessThan(d.answerTtlMaliciousS);
+  expect(d.answerTtlMaliciousS).toBeLessThan(d.answerTtlSafeS);
   // Defaults are a fresh object each time: a caller mutating one cannot change another's.
   const a = configDefaults();
   a.bufferPartitions = 1;
@@ -77,6 +87,11 @@ test('every variable is parsed into its field', () => {
     RATE_LIMIT_WINDOW_S: '30',
     RATE_LIMIT_IP_POINTS: '2500',
     TRUST_PROXY_HOPS: '2',
+    ANSWER_TTL_UNKNOWN_S: '30',
+    ANSWER_TTL_SAFE_S: '604800',
+    ANSWER_TTL_SUSPICIOUS_S: '600',
+    ANSWER_TTL_MALICIOUS_S: '0',
+    COMPRESS_MIN_BYTES: '0',
   };
   // The test covers every variable loadConfig knows: a new one must be added here too.
   expect(Object.keys(env).sort()).toEqual([...CONFIG_VARIABLES].sort());
@@ -113,6 +128,11 @@ test('every variable is parsed into its field', () => {
     rateLimitWindowS: 30,
     rateLimitIpPoints: 2500,
     trustProxyHops: 2,
+    answerTtlUnknownS: 30,
+    answerTtlSafeS: 604_800,
+    answerTtlSuspiciousS: 600,
+    answerTtlMaliciousS: 0,
+    compressMinBytes: 0,
   };
   expect(loadConfig(env)).toEqual(expected);
   // Every field is reachable from some variable (none is a default nobody can change).
@@ -136,6 +156,11 @@ test('invalid values fail at once, naming every bad variable', () => {
     WRITE_MODE: 'fast',
     LOG_LEVEL: 'INFO',
     REDIS_CLUSTER_NODES: 'r1',
+    ANSWER_TTL_UNKNOWN_S: '-1',
+    ANSWER_TTL_SAFE_S: '2592001',
+    ANSWER_TTL_SUSPICIOUS_S: '1h',
+    ANSWER_TTL_MALICIOUS_S: '3.5',
+    COMPRESS_MIN_BYTES: '1048577',
     // A valid one among them is not reported.
     RETRY_AFTER_S: '2',
   });
@@ -157,6 +182,11 @@ test('invalid values fail at once, naming every bad variable', () => {
       'WRITE_MODE',
       'LOG_LEVEL',
       'REDIS_CLUSTER_NODES',
+      'ANSWER_TTL_UNKNOWN_S',
+      'ANSWER_TTL_SAFE_S',
+      'ANSWER_TTL_SUSPICIOUS_S',
+      'ANSWER_TTL_MALICIOUS_S',
+      'COMPRESS_MIN_BYTES',
     ].sort(),
   );
   for (const name of badVariables(err)) expect(err.message).toContain(`${name}:`);
