@@ -13,7 +13,7 @@ import { describeTopology, planTopology } from './topology';
 
 const USAGE = `usage: node dist/api-compare.js --api=LABEL:path/to/apps/api/dist/main.js [--api=…] [--scenario=hit|new|steady|storm]
   [--rate=REQ_PER_S_EACH] [--connections=N_EACH] [--duration=S] [--rounds=N] [--profile-dir=DIR]
-  [--encodings=identity,gzip,br]`;
+  [--encodings=identity,gzip,br] [--env=LABEL:NAME=VALUE …]`;
 
 /**
  * CPU per checked package of several api builds and the floor server, side by side in one
@@ -22,7 +22,9 @@ const USAGE = `usage: node dist/api-compare.js --api=LABEL:path/to/apps/api/dist
  * ratios of a change on a machine that is not quiet (the full benchmark needs a quiet one).
  * Buffered mode (with a flusher) when the scenario has new packages. `--encodings` runs each api
  * once per Accept-Encoding (its own process, the same load), so the CPU and the bytes on the wire
- * per answer of compressing it sit beside the uncompressed ones.
+ * per answer of compressing it sit beside the uncompressed ones. `--env=LABEL:NAME=VALUE` sets an
+ * environment variable of one api only: the same build with and without a feature (e.g.
+ * `SAFEPKG_TEST_NO_REPORTS=1`, the cost of counting reports) under the same load.
  */
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -35,6 +37,7 @@ async function main(): Promise<void> {
       rounds: { type: 'string', default: '1' },
       'profile-dir': { type: 'string' },
       encodings: { type: 'string', default: 'identity' },
+      env: { type: 'string', multiple: true },
       help: { type: 'boolean', default: false },
     },
   });
@@ -42,6 +45,16 @@ async function main(): Promise<void> {
     const at = a.indexOf(':');
     return { label: a.slice(0, at), script: resolve(a.slice(at + 1)) };
   });
+  const apiEnv = new Map<string, Record<string, string>>();
+  for (const e of values.env ?? []) {
+    const m = /^([^:]+):([A-Z_][A-Z0-9_]*)=(.*)$/.exec(e);
+    if (!m) {
+      console.log(USAGE);
+      process.exit(2);
+    }
+    const [, label, name, value] = m as unknown as [string, string, string, string];
+    apiEnv.set(label, { ...apiEnv.get(label), [name]: value });
+  }
   const scenario = values.scenario as ScenarioName;
   const encodings = (values.encodings ?? 'identity').split(',').map((e) => e.trim());
   const knownEncodings = ['identity', 'gzip', 'br'];
@@ -92,7 +105,7 @@ async function main(): Promise<void> {
         targets.push({
           label,
           encoding,
-          proc: await startApp('api', base, nodeArgs, topology.api, a.script),
+          proc: await startApp('api', { ...base, ...apiEnv.get(a.label) }, nodeArgs, topology.api, a.script),
         });
       }
     }
