@@ -136,8 +136,12 @@ export class RedisBuffer {
   }
 
   /**
-   * When each pending key was first buffered (its payload's time), read-only; keys not pending
-   * are absent. One script call per touched partition, issued together (pipelined), like add().
+   * When each pending key was first buffered (its payload's time), read-only; keys not pending,
+   * and pending ones whose payload is damaged or gone meanwhile, are absent. Native commands, not
+   * a script: one ZMSCORE per touched partition, then one HMGET per partition with pending keys,
+   * each step issued together so it pipelines. A script call costs Redis about ten times more
+   * per request (bench/src/redis-cost.ts); the two steps need no atomicity, since an entry
+   * confirmed between them only reads as not pending, and the caller then asks PostgreSQL.
    */
   async pendingSince(keys: readonly string[]): Promise<Map<string, number>> {
     const groups = new Map<number, string[]>();
@@ -147,20 +151,24 @@ export class RedisBuffer {
       if (!g) groups.set(p, (g = []));
       g.push(key);
     }
-    const out = new Map<string, number>();
-    await Promise.all(
-      [...groups].map(async ([p, group]) => {
-        const k = this.keys.partition(p);
-        const reply = (await runScript(this.redis, 'buffer-pending', [k.pending, k.data], group)) as (
-          string | null
-        )[];
-        group.forEach((key, i) => {
-          // A damaged payload's age is unknown: left out, so the caller asks PostgreSQL.
-          const t = typeof reply[i] === 'string' ? decodePayloadTime(reply[i] as string) : null;
-          if (t !== null) out.set(key, t);
-        });
-      }),
+    const parts = [...groups];
+    const scores = await Promise.all(
+      parts.map(([p, group]) => this.redis.zmscore(this.keys.partition(p).pending, ...group)),
     );
+    const pending = parts
+      .map(([p, group], i) => [p, group.filter((_, j) => scores[i]?.[j] != null)] as const)
+      .filter(([, group]) => group.length > 0);
+    const payloads = await Promise.all(
+      pending.map(([p, group]) => this.redis.hmget(this.keys.partition(p).data, ...group)),
+    );
+    const out = new Map<string, number>();
+    pending.forEach(([, group], i) => {
+      group.forEach((key, j) => {
+        const raw = payloads[i]?.[j];
+        const t = typeof raw === 'string' ? decodePayloadTime(raw) : null;
+        if (t !== null) out.set(key, t);
+      });
+    });
     return out;
   }
 

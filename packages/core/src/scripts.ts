@@ -5,7 +5,6 @@ import type { RedisClient } from './redis-client';
 
 export type ScriptName =
   | 'buffer-add'
-  | 'buffer-pending'
   | 'buffer-read'
   | 'buffer-confirm'
   | 'buffer-dead-letter'
