@@ -35,6 +35,7 @@ const resultRequired = [
   'status',
   'threatIndex',
   'source',
+  'basis',
   'known',
   'pending',
   'firstSeenAt',
@@ -44,13 +45,28 @@ const resultProperties: JsonObject = {
   signature: { type: 'string', pattern: '^[0-9a-f]{64}$' },
   status: { enum: ['safe', 'malicious', 'suspicious', 'unknown'] },
   threatIndex: { type: ['number', 'null'], minimum: 0, maximum: 1 },
-  source: { enum: ['manual', 'model', null] },
+  source: { enum: ['manual', 'model', null], description: 'of the verdict that answered (see basis)' },
+  basis: {
+    enum: ['package', 'signer', null],
+    description:
+      "which verdict answered: the package's own, or its signing certificate's; null when status is unknown. " +
+      "Order: the package's manual verdict, the signer's manual verdict, the package's model verdict, the signer's model verdict",
+  },
   known: { type: 'boolean', description: 'the package is in PostgreSQL' },
   pending: { type: 'boolean', description: 'the package is in the buffer, not yet flushed' },
   firstSeenAt: {
     ...iso,
     type: ['string', 'null'],
     description: 'when a device first reported it; null until it is stored',
+  },
+};
+
+const verdictFields: JsonObject = {
+  verdict: { enum: ['safe', 'malicious', 'suspicious'] },
+  source: { enum: ['manual', 'model'] },
+  threatIndex: {
+    anyOf: [{ const: 0 }, { type: 'number', minimum: MIN_NORMAL_FLOAT4, maximum: 1 }],
+    description: `0, or ${MIN_NORMAL_FLOAT4} (the smallest normal PostgreSQL real) … 1; values in between are refused with 400`,
   },
 };
 
@@ -102,13 +118,24 @@ export const componentSchemas: JsonObject = {
     type: 'object',
     additionalProperties: false,
     required: ['name', 'versionCode', 'signature', 'verdict', 'source', 'threatIndex'],
+    properties: { ...packageFields, ...verdictFields },
+  },
+  SignerEvaluation: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['signature', 'verdict', 'source', 'threatIndex'],
+    properties: { signature: packageFields.signature as JsonObject, ...verdictFields },
+  },
+  SignerEvaluationsRequest: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['evaluations'],
     properties: {
-      ...packageFields,
-      verdict: { enum: ['safe', 'malicious', 'suspicious'] },
-      source: { enum: ['manual', 'model'] },
-      threatIndex: {
-        anyOf: [{ const: 0 }, { type: 'number', minimum: MIN_NORMAL_FLOAT4, maximum: 1 }],
-        description: `0, or ${MIN_NORMAL_FLOAT4} (the smallest normal PostgreSQL real) … 1; values in between are refused with 400`,
+      evaluations: {
+        type: 'array',
+        minItems: 1,
+        maxItems: MAX_PACKAGES_PER_REQUEST,
+        items: ref('SignerEvaluation'),
       },
     },
   },

@@ -44,7 +44,10 @@ const verdictFields = {
     .number({ error: 'must be a number' })
     .min(0, 'must be >= 0')
     .max(1, 'must be <= 1')
-    .refine((v) => v === 0 || v >= MIN_NORMAL_FLOAT4, `must be 0 or >= ${MIN_NORMAL_FLOAT4} (PostgreSQL real)`),
+    .refine(
+      (v) => v === 0 || v >= MIN_NORMAL_FLOAT4,
+      `must be 0 or >= ${MIN_NORMAL_FLOAT4} (PostgreSQL real)`,
+    ),
 };
 
 export const evaluationsBodySchema = z.strictObject({

@@ -55,11 +55,12 @@ describe('POST /v1/admin/signer-evaluations', () => {
       evaluations: [{ signature: signer('1'), verdict: 'malicious', source: 'manual', threatIndex: 1 }],
     };
     const before = await historyCount();
-    for (const headers of [
+    const attempts: Record<string, string>[] = [
       {},
       { authorization: 'Bearer wrong-token-000000000000' },
       { authorization: TOKEN },
-    ]) {
+    ];
+    for (const headers of attempts) {
       const res = await podA.request('POST', '/v1/admin/signer-evaluations', body, headers);
       expect(res.status).toBe(401);
       expect(res.body).toMatchObject({ error: { code: 'unauthorized' } });

@@ -68,7 +68,8 @@ export function decodeSigner(raw: string): CachedSigner | null {
     const source = (o.s ?? null) as VerdictSource | null;
     const threatIndex = typeof o.x === 'number' ? o.x : null;
     // A half entry (verdict without source or score) is treated as a miss, never as a verdict.
-    if ((verdict === null) !== (source === null) || (verdict === null) !== (threatIndex === null)) return null;
+    if ((verdict === null) !== (source === null) || (verdict === null) !== (threatIndex === null))
+      return null;
     return { rev: o.rev, verdict, source, threatIndex };
   } catch {
     return null;
