@@ -108,8 +108,9 @@ function withSigner(result: PackageResult, signer: CachedSigner | undefined): Pa
 }
 
 /**
- * The check path: cache (MGET of the packages and their signers) → one PostgreSQL query for the misses → rev-guarded
- * cache fill → buffer the packages unknown everywhere. It never writes PostgreSQL in
+ * The check path: cache (one MGET of the packages and their signers) → one PostgreSQL query
+ * for the package misses, and one beside it for the signer misses → rev-guarded cache fill →
+ * buffer the packages unknown everywhere; each answer combined with its signer's verdict. It never writes PostgreSQL in
  * buffered mode unless Redis is down, and it degrades instead of failing while either
  * Redis or PostgreSQL still answers.
  */
