@@ -178,6 +178,35 @@ test('a verdict committed on the primary is never answered older, while replay i
   );
 });
 
+test('a signer verdict committed on the primary is never answered older, while replay is paused and the signer entry is evicted', async () => {
+  const signature = 'cd'.repeat(32);
+  const refs = pkgs(0, 20, 'replicasigner').map((p) => ({ ...p, signature }));
+  await storedEverywhere(refs);
+  await replica.pauseReplay();
+  try {
+    const res = await fetch(`${podB.url}/v1/admin/signer-evaluations`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` },
+      body: JSON.stringify({
+        evaluations: [{ signature, verdict: 'malicious', source: 'manual', threatIndex: 1 }],
+      }),
+    });
+    expect(res.status).toBe(200);
+    // As if both entries had expired: pod A must look the signer up, and not on the paused replica.
+    await evict(refs);
+    await ctx.redis.del(ctx.keys.signer(signature));
+    const { rows } = await replicaPool.query('SELECT 1 FROM signers WHERE signature = $1', [signature]);
+    expect(rows).toHaveLength(0);
+    const before = await lookups(podA);
+    const checked = await postCheck(podA.url, refs);
+    expect(checked).toMatchObject({ status: 200, degraded: false });
+    expect(checked.results.map((r) => r.status)).toEqual(refs.map(() => 'malicious'));
+    expect((await lookups(podA)).replica).toBe(before.replica);
+  } finally {
+    await replica.resumeReplay();
+  }
+});
+
 test('a package flushed but not yet replayed is answered known or pending, 404 only on the primary word, and queued for analysis once', async () => {
   const refs = pkgs(0, 200, 'replicaflushed');
   await replica.pauseReplay();

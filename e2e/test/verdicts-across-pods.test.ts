@@ -22,6 +22,8 @@ afterAll(async () => {
 interface Result extends PackageRef {
   status: string;
   source: string | null;
+  basis: string | null;
+  pending: boolean;
   threatIndex: number | null;
   known: boolean;
 }
@@ -67,6 +69,47 @@ test('verdicts posted through pod B are answered by pod A at once, for 1,000 cac
   expect(await post(podB, '/v1/admin/evaluations', { evaluations: model })).toEqual({ accepted: 1000 });
   const afterModel = await check(podA, refs);
   expect(afterModel.map((r) => [r.status, r.source])).toEqual(manual.map((m) => [m.verdict, 'manual']));
+});
+
+test('a signer verdict posted through pod B is answered by pod A at once for cached, stored-uncached and never-seen packages it signs', async () => {
+  const signature = 'ab'.repeat(32);
+  const signed = (from: number, n: number, ns: string) => pkgs(from, n, ns).map((p) => ({ ...p, signature }));
+  const cachedRefs = signed(0, 300, 'signcached');
+  const storedRefs = signed(0, 300, 'signstored');
+  const neverRefs = signed(0, 300, 'signnever');
+  // Both sets flushed; only the first is (still) cached, the second evicted.
+  await check(podA, [...cachedRefs, ...storedRefs]);
+  await waitFor(async () => (await check(podA, [...cachedRefs, ...storedRefs])).every((r) => r.known), {
+    timeoutMs: 30000,
+    what: 'the flush',
+  });
+  await ctx.redis.del(...storedRefs.map((r) => ctx.keys.cache(packageKey(r))));
+  const before = await ctx.redis.mget(...cachedRefs.map((r) => ctx.keys.cache(packageKey(r))));
+  expect(before.every((c) => c !== null)).toBe(true);
+
+  expect(
+    await post(podB, '/v1/admin/signer-evaluations', {
+      evaluations: [{ signature, verdict: 'malicious', source: 'model', threatIndex: 0.9 }],
+    }),
+  ).toEqual({ accepted: 1 });
+
+  const results = await check(podA, [...cachedRefs, ...storedRefs, ...neverRefs]);
+  expect(new Set(results.map((r) => `${r.status} ${r.source} ${r.basis} ${r.known} ${r.pending}`))).toEqual(
+    new Set(['malicious model signer true false', 'malicious model signer false true']),
+  );
+  expect(results.slice(600).every((r) => !r.known && r.pending)).toBe(true);
+  // No package entry was rewritten by the signer verdict.
+  expect(await ctx.redis.mget(...cachedRefs.map((r) => ctx.keys.cache(packageKey(r))))).toEqual(before);
+  // The never-seen ones are flushed and queued for analysis as before.
+  await waitFor(async () => (await check(podB, neverRefs)).every((r) => r.known), {
+    timeoutMs: 30000,
+    what: 'the flush of the never-seen packages',
+  });
+  const queued = await ctx.db.pool.query<{ n: string }>(
+    `SELECT count(*) AS n FROM analysis_queue q JOIN packages p ON p.id = q.package_id
+      WHERE p.name LIKE 'com.signnever.%'`,
+  );
+  expect(Number(queued.rows[0]?.n)).toBe(300);
 });
 
 test('the analyst CLI claims new packages and submits verdicts from a JSON file', async () => {

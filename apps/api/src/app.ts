@@ -22,6 +22,7 @@ import { CheckService, type CheckHooks } from './check-service';
 import { compressAnswers } from './compression';
 import { EvaluationService } from './evaluation-service';
 import { errorHandler, notFound } from './http-errors';
+import { SignerEvaluationService } from './signer-evaluation-service';
 import { ApiMetrics } from './metrics';
 import { adminRouter } from './routes/admin';
 import { adminPackagesRouter } from './routes/admin-packages';
@@ -121,9 +122,11 @@ export function createApp(deps: AppDeps): Express {
   if (limiter) app.use('/v1', limiter);
   app.use(packagesRouter(checks, new AnswerTtl(config)));
   app.use('/v1/admin', adminAuth(config.adminToken));
+  const verdictLsn = new VerdictLsn(redis, keys);
   app.use(
     evaluationsRouter(
-      new EvaluationService(pool, cache, logger, new VerdictLsn(redis, keys)),
+      new EvaluationService(pool, cache, logger, verdictLsn),
+      new SignerEvaluationService(pool, cache, logger, verdictLsn),
       config.analysisClaimTtlMs,
     ),
   );

@@ -1,8 +1,10 @@
 import {
   BufferFullError,
   packageKey,
+  signerStatusOf,
   statusOf,
   UnavailableError,
+  type CachedSigner,
   type CachedStatus,
   type Logger,
   type PackageRef,
@@ -12,16 +14,20 @@ import {
   type ReportBuffer,
   type ResultCache,
   type StoredPackage,
+  type StoredSigner,
   type WriteMode,
 } from '@safepkg/core';
 import type { ApiMetrics } from './metrics';
 
 export type Status = 'safe' | 'malicious' | 'suspicious' | 'unknown';
+/** Which verdict answered: the package's own, its signing certificate's, or none (unknown). */
+export type Basis = 'package' | 'signer' | null;
 
 export interface PackageResult extends PackageRef {
   status: Status;
   threatIndex: number | null;
   source: 'manual' | 'model' | null;
+  basis: Basis;
   /** In PostgreSQL. */
   known: boolean;
   /** In the buffer, not yet flushed. */
@@ -35,7 +41,7 @@ export interface CheckAnswer {
 }
 
 export interface CheckHooks {
-  /** Runs after the PostgreSQL lookup and before the cache fill. */
+  /** Runs after the PostgreSQL lookups (packages and signers) and before the cache fill. */
   afterLookup?: () => Promise<void>;
 }
 
@@ -43,7 +49,7 @@ export interface CheckDeps {
   cache: ResultCache;
   store: PackageStore;
   /** Where lookups go (replicas or the primary); absent = every lookup on `store`. */
-  reads?: Pick<ReadPool, 'lookupMany'>;
+  reads?: Pick<ReadPool, 'lookupMany' | 'lookupSigners'>;
   buffer: RedisBuffer;
   /** Null only in the benchmark's baseline (SAFEPKG_TEST_NO_REPORTS=1): reports are not counted. */
   reports: ReportBuffer | null;
@@ -66,6 +72,7 @@ function fromStatus(ref: PackageRef, s: CachedStatus): PackageResult {
     status: s.verdict ?? 'unknown',
     threatIndex: s.threatIndex,
     source: s.source,
+    basis: s.verdict ? 'package' : null,
     known: true,
     pending: false,
     firstSeenAt: new Date(s.firstSeenAt).toISOString(),
@@ -80,6 +87,7 @@ function unknownResult(ref: PackageRef, pending: boolean): PackageResult {
     status: 'unknown',
     threatIndex: null,
     source: null,
+    basis: null,
     known: false,
     pending,
     firstSeenAt: null,
@@ -87,8 +95,27 @@ function unknownResult(ref: PackageRef, pending: boolean): PackageResult {
 }
 
 /**
- * The check path: cache (MGET) → one PostgreSQL query for the misses → rev-guarded
- * cache fill → buffer the packages unknown everywhere. It never writes PostgreSQL in
+ * The answer from a package's own status and its signer's, in order: the package's manual
+ * verdict, the signer's manual verdict, the package's model verdict, the signer's model
+ * verdict. Only status, source, threatIndex and basis change; known/pending/firstSeenAt stay
+ * the package's. Combined at answer time, so a signer verdict never rewrites package entries.
+ */
+function withSigner(result: PackageResult, signer: CachedSigner | undefined): PackageResult {
+  if (!signer?.verdict || result.source === 'manual') return result;
+  if (result.source === 'model' && signer.source !== 'manual') return result;
+  return {
+    ...result,
+    status: signer.verdict,
+    threatIndex: signer.threatIndex,
+    source: signer.source,
+    basis: 'signer',
+  };
+}
+
+/**
+ * The check path: cache (one MGET of the packages and their signers) → one PostgreSQL query
+ * for the package misses, and one beside it for the signer misses → rev-guarded cache fill →
+ * buffer the packages unknown everywhere; each answer combined with its signer's verdict. It never writes PostgreSQL in
  * buffered mode unless Redis is down, and it degrades instead of failing while either
  * Redis or PostgreSQL still answers.
  */
@@ -104,10 +131,14 @@ export class CheckService {
     const keys = [...unique.keys()];
     const answers = new Map<string, PackageResult>();
 
+    const signatures = [...new Set([...unique.values()].map((r) => r.signature))];
     let redisUp = true;
     let cached = new Map<string, CachedStatus>();
+    const signers = new Map<string, CachedSigner>();
     try {
-      cached = await cache.getMany(keys);
+      const read = await cache.read(keys, signatures);
+      cached = read.packages;
+      for (const [sig, st] of read.signers) signers.set(sig, st);
     } catch (err) {
       redisUp = false;
       this.degrade('redis', err);
@@ -118,12 +149,27 @@ export class CheckService {
 
     let misses = keys.filter((k) => !cached.has(k));
     if (redisUp && misses.length > 0) misses = await this.answerPending(misses, unique, now, answers);
+    const signerMisses = signatures.filter((sig) => !signers.has(sig));
     let postgresUp = true;
     let stored = new Map<string, StoredPackage>();
-    if (misses.length > 0) {
+    let signerFills: { signature: string; status: CachedSigner }[] = [];
+    if (misses.length > 0 || signerMisses.length > 0) {
       metrics.postgresLookups.inc(misses.length);
       try {
-        stored = await this.lookup(misses.map((k) => unique.get(k) as PackageRef));
+        // Concurrently, so the signer misses cost no extra round trip; no query for either when
+        // it has no misses (a hot signature is a cache hit, its verdict or its negative entry).
+        const [packages, signerRows] = await Promise.all([
+          misses.length > 0
+            ? this.lookup(misses.map((k) => unique.get(k) as PackageRef))
+            : new Map<string, StoredPackage>(),
+          signerMisses.length > 0 ? this.lookupSigners(signerMisses) : new Map<string, StoredSigner>(),
+        ]);
+        stored = packages;
+        signerFills = signerMisses.map((signature) => ({
+          signature,
+          status: signerStatusOf(signerRows.get(signature)),
+        }));
+        for (const f of signerFills) signers.set(f.signature, f.status);
       } catch (err) {
         postgresUp = false;
         this.degrade('postgres', err);
@@ -133,8 +179,8 @@ export class CheckService {
     let degraded = !redisUp || !postgresUp;
 
     for (const [k, p] of stored) answers.set(k, fromStatus(p, statusOf(p)));
-    if (stored.size > 0) await this.deps.hooks?.afterLookup?.();
-    const fill = redisUp ? this.fillCache(stored) : Promise.resolve();
+    if (stored.size > 0 || signerFills.length > 0) await this.deps.hooks?.afterLookup?.();
+    const fill = redisUp ? this.fillCache(stored, signerFills) : Promise.resolve();
 
     const unknown = misses.filter((k) => !stored.has(k)).map((k) => unique.get(k) as PackageRef);
     // Whether this request's packages went to PostgreSQL without Redis; its reports go there too.
@@ -161,7 +207,10 @@ export class CheckService {
     // counts nothing, and every package of a request answered 200 counts once.
     await this.countReports([...unique.values()], keys, now, withoutRedis);
 
-    const results = refKeys.map((k) => answers.get(k) as PackageResult);
+    const results = refKeys.map((k) => {
+      const result = answers.get(k) as PackageResult;
+      return withSigner(result, signers.get(result.signature));
+    });
     this.countStatuses(results);
     metrics.checks.inc({ outcome: degraded ? 'degraded' : 'ok' });
     return { results, degraded };
@@ -176,25 +225,38 @@ export class CheckService {
   async get(ref: PackageRef): Promise<{ result: PackageResult; degraded: boolean } | null> {
     const key = packageKey(ref);
     let redisUp = true;
+    let hit: CachedStatus | undefined;
+    let signer: CachedSigner | undefined;
     try {
-      const hit = (await this.deps.cache.getMany([key])).get(key);
-      if (hit) return { result: fromStatus(ref, hit), degraded: false };
+      const read = await this.deps.cache.read([key], [ref.signature]);
+      hit = read.packages.get(key);
+      signer = read.signers.get(ref.signature);
+      if (hit && signer) return { result: withSigner(fromStatus(ref, hit), signer), degraded: false };
     } catch (err) {
       redisUp = false;
       this.degrade('redis', err);
     }
     let postgresUp = true;
+    let row: StoredPackage | undefined;
     try {
       // A replica's "no row" may only mean "not replayed yet": a 404 needs the primary's word.
-      const row = (await this.lookup([ref], { confirmMisses: true })).get(key);
-      if (row) {
-        if (redisUp) await this.fillCache(new Map([[key, row]]));
-        return { result: fromStatus(ref, statusOf(row)), degraded: !redisUp };
-      }
+      const [rows, signerRows] = await Promise.all([
+        hit ? new Map<string, StoredPackage>() : this.lookup([ref], { confirmMisses: true }),
+        signer ? new Map<string, StoredSigner>() : this.lookupSigners([ref.signature]),
+      ]);
+      row = rows.get(key);
+      const signerFills = signer
+        ? []
+        : [{ signature: ref.signature, status: signerStatusOf(signerRows.get(ref.signature)) }];
+      signer ??= signerFills[0]?.status;
+      if (redisUp) await this.fillCache(row ? new Map([[key, row]]) : new Map(), signerFills);
     } catch (err) {
       postgresUp = false;
       this.degrade('postgres', err);
     }
+    // The package from the cache, PostgreSQL down: answered with the signer verdicts cached.
+    if (hit) return { result: withSigner(fromStatus(ref, hit), signer), degraded: !postgresUp };
+    if (row) return { result: withSigner(fromStatus(ref, statusOf(row)), signer), degraded: !redisUp };
     if (!redisUp) {
       throw new UnavailableError(
         postgresUp
@@ -211,9 +273,12 @@ export class CheckService {
         cause: err,
       });
     }
-    if (pending) return { result: unknownResult(ref, true), degraded: !postgresUp };
+    if (pending) return { result: withSigner(unknownResult(ref, true), signer), degraded: !postgresUp };
     if (!postgresUp)
       throw new UnavailableError('PostgreSQL is not answering: whether the package is stored is unknown');
+    // Never seen, but signed by a certificate with a verdict: that verdict is the answer (a 404
+    // would tell the device nothing is known about a package its signer already condemns).
+    if (signer?.verdict) return { result: withSigner(unknownResult(ref, false), signer), degraded: false };
     return null;
   }
 
@@ -252,6 +317,12 @@ export class CheckService {
     }
     this.deps.metrics.pendingAnswers.inc(answered);
     return left;
+  }
+
+  private lookupSigners(signatures: readonly string[]) {
+    return this.deps.reads
+      ? this.deps.reads.lookupSigners(signatures)
+      : this.deps.store.lookupSigners(signatures);
   }
 
   private lookup(refs: readonly PackageRef[], options?: { confirmMisses?: boolean }) {
@@ -312,10 +383,16 @@ export class CheckService {
     }
   }
 
-  private async fillCache(stored: Map<string, StoredPackage>): Promise<void> {
-    if (stored.size === 0) return;
+  private async fillCache(
+    stored: Map<string, StoredPackage>,
+    signers: readonly { signature: string; status: CachedSigner }[] = [],
+  ): Promise<void> {
+    if (stored.size === 0 && signers.length === 0) return;
     try {
-      await this.deps.cache.fill([...stored].map(([key, p]) => ({ key, status: statusOf(p) })));
+      await this.deps.cache.fill(
+        [...stored].map(([key, p]) => ({ key, status: statusOf(p) })),
+        signers,
+      );
     } catch (err) {
       // A failed fill only costs a later cache miss.
       this.deps.logger.warn({ err }, 'cache fill failed');

@@ -35,6 +35,7 @@ const resultRequired = [
   'status',
   'threatIndex',
   'source',
+  'basis',
   'known',
   'pending',
   'firstSeenAt',
@@ -45,7 +46,13 @@ const resultProperties: JsonObject = {
   signature: { type: 'string', pattern: '^[0-9a-f]{64}$' },
   status: { enum: ['safe', 'malicious', 'suspicious', 'unknown'] },
   threatIndex: { type: ['number', 'null'], minimum: 0, maximum: 1 },
-  source: { enum: ['manual', 'model', null] },
+  source: { enum: ['manual', 'model', null], description: 'of the verdict that answered (see basis)' },
+  basis: {
+    enum: ['package', 'signer', null],
+    description:
+      "which verdict answered: the package's own, or its signing certificate's; null when status is unknown. " +
+      "Order: the package's manual verdict, the signer's manual verdict, the package's model verdict, the signer's model verdict",
+  },
   known: { type: 'boolean', description: 'the package is in PostgreSQL' },
   pending: { type: 'boolean', description: 'the package is in the buffer, not yet flushed' },
   firstSeenAt: {
@@ -60,6 +67,15 @@ const resultProperties: JsonObject = {
       'seconds the device may keep this result before asking again, by status (ANSWER_TTL_UNKNOWN_S, ' +
       'ANSWER_TTL_SAFE_S, ANSWER_TTL_SUSPICIOUS_S, ANSWER_TTL_MALICIOUS_S); in a degraded answer at most the unknown one',
     examples: [300],
+  },
+};
+
+const verdictFields: JsonObject = {
+  verdict: { enum: ['safe', 'malicious', 'suspicious'] },
+  source: { enum: ['manual', 'model'] },
+  threatIndex: {
+    anyOf: [{ const: 0 }, { type: 'number', minimum: MIN_NORMAL_FLOAT4, maximum: 1 }],
+    description: `0, or ${MIN_NORMAL_FLOAT4} (the smallest normal PostgreSQL real) … 1; values in between are refused with 400`,
   },
 };
 
@@ -111,13 +127,24 @@ export const componentSchemas: JsonObject = {
     type: 'object',
     additionalProperties: false,
     required: ['name', 'versionCode', 'signature', 'verdict', 'source', 'threatIndex'],
+    properties: { ...packageFields, ...verdictFields },
+  },
+  SignerEvaluation: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['signature', 'verdict', 'source', 'threatIndex'],
+    properties: { signature: packageFields.signature as JsonObject, ...verdictFields },
+  },
+  SignerEvaluationsRequest: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['evaluations'],
     properties: {
-      ...packageFields,
-      verdict: { enum: ['safe', 'malicious', 'suspicious'] },
-      source: { enum: ['manual', 'model'] },
-      threatIndex: {
-        anyOf: [{ const: 0 }, { type: 'number', minimum: MIN_NORMAL_FLOAT4, maximum: 1 }],
-        description: `0, or ${MIN_NORMAL_FLOAT4} (the smallest normal PostgreSQL real) … 1; values in between are refused with 400`,
+      evaluations: {
+        type: 'array',
+        minItems: 1,
+        maxItems: MAX_PACKAGES_PER_REQUEST,
+        items: ref('SignerEvaluation'),
       },
     },
   },

@@ -193,6 +193,7 @@ const exampleResult = {
   status: 'unknown',
   threatIndex: null,
   source: null,
+  basis: null,
   known: false,
   pending: true,
   firstSeenAt: null,
@@ -253,7 +254,21 @@ function paths(): JsonObject {
         responses: {
           '200': {
             ...ok('one result per requested package', 'CheckResponse', {
-              results: [exampleResult],
+              results: [
+                exampleResult,
+                {
+                  ...examplePackage,
+                  name: 'com.example.other',
+                  status: 'malicious',
+                  threatIndex: 0.97,
+                  source: 'manual',
+                  basis: 'signer',
+                  known: true,
+                  pending: false,
+                  firstSeenAt: '2026-01-02T03:04:05.000Z',
+                  cacheTtlS: 21600,
+                },
+              ],
               degraded: false,
             }),
             headers: { ...answerHeaders, 'Cache-Control': header('CacheControlCheck') },
@@ -273,10 +288,14 @@ function paths(): JsonObject {
         parameters: packageParams(),
         responses: {
           '200': {
-            ...ok('the package, stored or pending', 'SinglePackageResponse', {
-              ...exampleResult,
-              degraded: false,
-            }),
+            ...ok(
+              'the package, stored or pending, or never seen but signed by a certificate with a verdict (basis signer)',
+              'SinglePackageResponse',
+              {
+                ...exampleResult,
+                degraded: false,
+              },
+            ),
             headers: { ...answerHeaders, 'Cache-Control': header('CacheControlPackage') },
           },
           '400': use('BadRequest'),
@@ -307,6 +326,44 @@ function paths(): JsonObject {
         }),
         responses: {
           '200': ok('all evaluations recorded', 'EvaluationsResponse', { accepted: 1 }),
+          ...jsonOnly,
+          ...adminCommon,
+          '503': use('Unavailable'),
+        },
+      },
+    },
+    '/v1/admin/signer-evaluations': {
+      post: {
+        ...admin,
+        operationId: 'recordSignerEvaluations',
+        summary:
+          'Record verdicts on signing certificates; every pod answers them at once for every package signed',
+        description:
+          "A signer's verdict is its latest manual evaluation, else its latest model evaluation (history is kept). " +
+          "It answers every package the certificate signs, stored or not, unless the package's own verdict outranks it: " +
+          "the package's manual verdict, the signer's manual verdict, the package's model verdict, the signer's model " +
+          'verdict, in that order (`basis` in each result says which answered). Packages stay in the analysis queue. ' +
+          'Optional `X-Actor` header names who recorded it, as for package evaluations.',
+        parameters: [
+          {
+            name: 'X-Actor',
+            in: 'header',
+            required: false,
+            schema: { type: 'string', pattern: '^[A-Za-z0-9._@-]{1,64}$' },
+          },
+        ],
+        requestBody: body('SignerEvaluationsRequest', {
+          evaluations: [
+            {
+              signature: examplePackage.signature,
+              verdict: 'malicious',
+              source: 'manual',
+              threatIndex: 0.97,
+            },
+          ],
+        }),
+        responses: {
+          '200': ok('all signer evaluations recorded', 'EvaluationsResponse', { accepted: 1 }),
           ...jsonOnly,
           ...adminCommon,
           '503': use('Unavailable'),

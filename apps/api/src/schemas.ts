@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import {
+  ValidationError,
   MAX_PACKAGES_PER_REQUEST,
   packageNameSchema,
   packageRefSchema,
@@ -36,23 +37,32 @@ export const redriveBodySchema = z.strictObject({
   keys: z.array(z.string().max(400)).max(10000).optional(),
 });
 
+const verdictFields = {
+  verdict: z.enum(['safe', 'malicious', 'suspicious']),
+  source: z.enum(['manual', 'model']),
+  threatIndex: z
+    .number({ error: 'must be a number' })
+    .min(0, 'must be >= 0')
+    .max(1, 'must be <= 1')
+    .refine(
+      (v) => v === 0 || v >= MIN_NORMAL_FLOAT4,
+      `must be 0 or >= ${MIN_NORMAL_FLOAT4} (PostgreSQL real)`,
+    ),
+};
+
 export const evaluationsBodySchema = z.strictObject({
   evaluations: z
-    .array(
-      packageRefSchema.extend({
-        verdict: z.enum(['safe', 'malicious', 'suspicious']),
-        source: z.enum(['manual', 'model']),
-        threatIndex: z
-          .number({ error: 'must be a number' })
-          .min(0, 'must be >= 0')
-          .max(1, 'must be <= 1')
-          .refine(
-            (v) => v === 0 || v >= MIN_NORMAL_FLOAT4,
-            `must be 0 or >= ${MIN_NORMAL_FLOAT4} (PostgreSQL real)`,
-          ),
-      }),
-      { error: 'must be an array of evaluations' },
-    )
+    .array(packageRefSchema.extend(verdictFields), { error: 'must be an array of evaluations' })
+    .min(1, 'must hold at least 1 evaluation')
+    .max(MAX_PACKAGES_PER_REQUEST, `must hold at most ${MAX_PACKAGES_PER_REQUEST} evaluations`),
+});
+
+/** Verdicts on signing certificates: the same fields, keyed by the signature alone. */
+export const signerEvaluationsBodySchema = z.strictObject({
+  evaluations: z
+    .array(z.strictObject({ signature: signatureSchema, ...verdictFields }), {
+      error: 'must be an array of signer evaluations',
+    })
     .min(1, 'must hold at least 1 evaluation')
     .max(MAX_PACKAGES_PER_REQUEST, `must hold at most ${MAX_PACKAGES_PER_REQUEST} evaluations`),
 });
@@ -67,3 +77,12 @@ export const claimBodySchema = z.strictObject({
 
 /** Who recorded an evaluation (optional header), kept in evaluations.created_by. */
 export const actorSchema = z.string().regex(/^[A-Za-z0-9._@-]{1,64}$/, 'must be 1-64 of A-Z a-z 0-9 . _ @ -');
+
+/** The X-Actor header of the evaluation routes: `admin` when absent, a 400 naming it when malformed. */
+export function parseActor(header: string | undefined): string {
+  if (header === undefined) return 'admin';
+  const parsed = actorSchema.safeParse(header);
+  if (!parsed.success)
+    throw new ValidationError([{ path: 'X-Actor', message: parsed.error.issues[0]?.message ?? 'invalid' }]);
+  return parsed.data;
+}

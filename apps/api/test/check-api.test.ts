@@ -36,6 +36,7 @@ test('answers every package in request order, duplicates included, and buffers e
     status: 'unknown',
     threatIndex: null,
     source: null,
+    basis: null,
     known: false,
     pending: true,
     firstSeenAt: null,

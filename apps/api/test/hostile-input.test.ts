@@ -234,6 +234,119 @@ test('1,500 hostile encoded bodies (compressed bad bodies, truncated streams, un
   expect(await stateFingerprint()).toBe(before);
 }, 120_000);
 
+/** Signer evaluation bodies invalid by construction: a valid one with one field broken, or junk. */
+const badSignerBody = fc.oneof(
+  fc
+    .record({
+      field: fc.constantFrom('signature', 'verdict', 'source', 'threatIndex'),
+      at: fc.nat(5),
+      n: fc.integer({ min: 1, max: 6 }),
+      signature: badSignature,
+      verdict: fc.oneof(fc.string(), fc.constantFrom<unknown>(null, 1, 'Malicious', ['safe'])),
+      source: fc.oneof(fc.string(), fc.constantFrom<unknown>(null, true, 'MANUAL')),
+      threatIndex: fc.oneof(
+        fc.double({ min: 1.0000001, noNaN: true }),
+        fc.double({ max: -0.0000001, noNaN: true }),
+        fc.constantFrom<unknown>(1e-50, '0.5', null, Number.NaN),
+      ),
+    })
+    .filter(({ field, verdict, source }) => {
+      if (field === 'verdict') return !['safe', 'malicious', 'suspicious'].includes(verdict as string);
+      if (field === 'source') return !['manual', 'model'].includes(source as string);
+      return true;
+    })
+    .map(({ field, at, n, ...bad }) => {
+      const evaluations = Array.from({ length: n }, (): Record<string, unknown> => ({
+        signature: valid().signature,
+        verdict: 'malicious',
+        source: 'manual',
+        threatIndex: 1,
+      }));
+      const i = at % n;
+      evaluations[i] = { ...evaluations[i], [field]: bad[field as keyof typeof bad] };
+      return { evaluations } as unknown;
+    }),
+  fc.record({ extra: fc.string({ minLength: 1, maxLength: 8 }) }).map(({ extra }) => ({
+    evaluations: [
+      { signature: valid().signature, verdict: 'safe', source: 'model', threatIndex: 0, [`x${extra}`]: 1 },
+    ],
+  })),
+  fc.constantFrom<unknown>(
+    { evaluations: [] },
+    { evaluations: {} },
+    { evaluations: null },
+    {},
+    [],
+    'text',
+    42,
+    null,
+  ),
+  fc
+    .jsonValue()
+    .filter((v) => !(typeof v === 'object' && v !== null && !Array.isArray(v) && 'evaluations' in v)),
+);
+
+test('2,000 generated bad signer evaluations: never a 5xx, always the envelope, and no verdict stored', async () => {
+  const signerState = async () =>
+    JSON.stringify(
+      (
+        await ctx.db.pool.query(
+          'SELECT (SELECT count(*) FROM signer_evaluations) AS e, (SELECT count(*) FROM signers) AS s',
+        )
+      ).rows,
+    );
+  const before = await signerState();
+  const goodBody = JSON.stringify({
+    evaluations: [{ signature: valid().signature, verdict: 'safe', source: 'model', threatIndex: 0 }],
+  });
+  const requests = [
+    ...fc
+      .sample(badSignerBody, { numRuns: 1_900, seed: 20261202 })
+      .map((b) => ({ text: JSON.stringify(b), actor: undefined as string | undefined })),
+    // A valid body with a malformed X-Actor is refused too.
+    ...fc
+      .sample(
+        fc
+          .string({ minLength: 1, maxLength: 80 })
+          .filter((a) => a.trim() === a && !/^[A-Za-z0-9._@-]{1,64}$/.test(a) && /^[\x21-\x7e ]+$/.test(a)),
+        { numRuns: 100, seed: 3 },
+      )
+      .map((actor) => ({ text: goodBody, actor })),
+  ];
+  const failures: string[] = [];
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 8 }, async () => {
+      while (next < requests.length) {
+        const r = requests[next++] as { text: string; actor?: string };
+        const headers: Record<string, string> = {
+          'content-type': 'application/json',
+          authorization: `Bearer ${TOKEN}`,
+        };
+        if (r.actor !== undefined) headers['x-actor'] = r.actor;
+        const res = await fetch(`${server.url}/v1/admin/signer-evaluations`, {
+          method: 'POST',
+          headers,
+          body: r.text,
+        });
+        const body = (await res.json().catch(() => null)) as Envelope | null;
+        const ok =
+          [400, 413, 415].includes(res.status) &&
+          typeof body?.error?.code === 'string' &&
+          Array.isArray(body.error.details) &&
+          body.error.details.length > 0 &&
+          !JSON.stringify(body).includes('    at ');
+        if (!ok)
+          failures.push(
+            `${res.status} ${r.actor ?? ''} ${r.text.slice(0, 120)} -> ${JSON.stringify(body).slice(0, 200)}`,
+          );
+      }
+    }),
+  );
+  expect(failures.slice(0, 5)).toEqual([]);
+  expect(await signerState()).toBe(before);
+}, 120_000);
+
 test('valid edge cases are accepted: 1,000 packages, 255-character names, versions 0 and 2^53-1, duplicates, upper-case signatures', async () => {
   const edge = [
     { name: `a.${'b'.repeat(253)}`, versionCode: 0, signature: 'A'.repeat(64) },

@@ -13,6 +13,7 @@ export * from './result-cache';
 export * from './scripts';
 export * from './store';
 export * from './evaluation-store';
+export * from './signer-store';
 export * from './read-pool';
 export * from './verdict-lsn';
 export * from './report-buffer';

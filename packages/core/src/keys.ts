@@ -59,6 +59,14 @@ export class KeySchema {
     return `${this.prefix}:c:${packageKey}`;
   }
 
+  /**
+   * A signing certificate's current verdict (result-cache.ts), or a rev-0 entry saying it has
+   * none, so a hot signature is not looked up in PostgreSQL on every check.
+   */
+  signer(signature: string): string {
+    return `${this.prefix}:signer:${signature}`;
+  }
+
   /** BullMQ's `prefix` option. */
   queuePrefix(): string {
     return `{${this.prefix}:q}`;

@@ -2,6 +2,7 @@ import type { Pool } from 'pg';
 import type { Logger } from './logger';
 import type { PackageRef } from './package-key';
 import { packageKey } from './package-key';
+import type { StoredSigner } from './signer-store';
 import type { PackageStore, StoredPackage } from './store';
 import { currentWalLsn, parseLsn, type VerdictLsn } from './verdict-lsn';
 
@@ -156,6 +157,32 @@ export class ReadPool {
       for (const [k, p] of await primary.lookupMany(missing)) found.set(k, p);
     }
     return found;
+  }
+
+  /**
+   * The current verdicts of these signing certificates, routed as lookupMany is. A replica
+   * past the verdict LSN has replayed every signer verdict commit (SignerEvaluationService
+   * raises it too), so its "no row" is the primary's: no confirmation needed.
+   */
+  async lookupSigners(signatures: readonly string[]): Promise<Map<string, StoredSigner>> {
+    const { primary, replicas, observer } = this.options;
+    const onPrimary = (reason: LookupReason) => {
+      observer?.lookup('primary', reason);
+      return primary.lookupSigners(signatures);
+    };
+    if (replicas.length === 0) return onPrimary('no_replica');
+    const chosen = await this.choose();
+    if (typeof chosen === 'string') return onPrimary(chosen);
+    const replica = replicas[chosen] as Replica;
+    try {
+      const found = await replica.store.lookupSigners(signatures);
+      observer?.lookup(replica.name, 'replica');
+      return found;
+    } catch (err) {
+      (this.states[chosen] as ReplicaState).up = false;
+      this.options.logger.warn({ err, replica: replica.name }, 'replica lookup failed; asking the primary');
+      return onPrimary('replica_failed');
+    }
   }
 
   /** A replica's index (round-robin over the usable ones), or why the primary must answer. */

@@ -1,6 +1,7 @@
 import type { KeySchema } from './keys';
 import { isCluster, type RedisClient } from './redis-client';
 import { runScript } from './scripts';
+import type { StoredSigner } from './signer-store';
 import type { StoredPackage, Verdict, VerdictSource } from './store';
 
 /** What the cache keeps of a stored package: its status and the rev that guards it. */
@@ -44,6 +45,51 @@ export function statusOf(p: StoredPackage): CachedStatus {
 }
 
 /**
+ * What the cache keeps of a signing certificate. `rev` 0 with no verdict: PostgreSQL had no
+ * verdict on it when read (a negative entry; any real verdict has rev >= 1 and replaces it).
+ */
+export interface CachedSigner {
+  rev: number;
+  verdict: Verdict | null;
+  source: VerdictSource | null;
+  threatIndex: number | null;
+}
+
+/** `rev` first, as encodeCached, so the same cache-fill script guards both. */
+export function encodeSigner(s: CachedSigner): string {
+  return JSON.stringify({ rev: s.rev, v: s.verdict, s: s.source, x: s.threatIndex });
+}
+
+export function decodeSigner(raw: string): CachedSigner | null {
+  try {
+    const o = JSON.parse(raw) as { rev?: unknown; v?: unknown; s?: unknown; x?: unknown };
+    if (typeof o.rev !== 'number') return null;
+    const verdict = (o.v ?? null) as Verdict | null;
+    const source = (o.s ?? null) as VerdictSource | null;
+    const threatIndex = typeof o.x === 'number' ? o.x : null;
+    // A half entry (verdict without source or score) is treated as a miss, never as a verdict.
+    if ((verdict === null) !== (source === null) || (verdict === null) !== (threatIndex === null))
+      return null;
+    return { rev: o.rev, verdict, source, threatIndex };
+  } catch {
+    return null;
+  }
+}
+
+/** A signer as read from PostgreSQL; `undefined` (no row) becomes the rev-0 negative entry. */
+export function signerStatusOf(s: StoredSigner | undefined): CachedSigner {
+  return s
+    ? { rev: s.rev, verdict: s.verdict, source: s.source, threatIndex: s.threatIndex }
+    : { rev: 0, verdict: null, source: null, threatIndex: null };
+}
+
+export interface CacheRead {
+  packages: Map<string, CachedStatus>;
+  /** By signature; a signature absent here was a miss. */
+  signers: Map<string, CachedSigner>;
+}
+
+/**
  * The read cache of packages found in PostgreSQL. Fills go through the rev-guarded
  * cache-fill script only, so no interleaving of readers and evaluations can put an
  * older verdict over a newer one. Packages not in PostgreSQL are never cached.
@@ -56,33 +102,54 @@ export class ResultCache {
   ) {}
 
   async getMany(packageKeys: readonly string[]): Promise<Map<string, CachedStatus>> {
-    const out = new Map<string, CachedStatus>();
-    if (packageKeys.length === 0) return out;
-    const cacheKeys = packageKeys.map((k) => this.keys.cache(k));
+    return (await this.read(packageKeys, [])).packages;
+  }
+
+  /**
+   * Packages and their signers in one MGET (a check's packages mostly share a few signers, so
+   * this adds one key per distinct signature, not one per package).
+   */
+  async read(packageKeys: readonly string[], signatures: readonly string[]): Promise<CacheRead> {
+    const out: CacheRead = { packages: new Map(), signers: new Map() };
+    if (packageKeys.length === 0 && signatures.length === 0) return out;
+    const cacheKeys = [
+      ...packageKeys.map((k) => this.keys.cache(k)),
+      ...signatures.map((s) => this.keys.signer(s)),
+    ];
     // MGET spans slots, which a cluster refuses: there, per-key GETs are pipelined instead.
     const values = isCluster(this.redis)
       ? await Promise.all(cacheKeys.map((k) => this.redis.get(k)))
       : await this.redis.mget(...cacheKeys);
     values.forEach((raw, i) => {
-      const decoded = raw === null ? null : decodeCached(raw);
-      if (decoded) out.set(packageKeys[i] as string, decoded);
+      if (raw === null) return;
+      if (i < packageKeys.length) {
+        const decoded = decodeCached(raw);
+        if (decoded) out.packages.set(packageKeys[i] as string, decoded);
+      } else {
+        const decoded = decodeSigner(raw);
+        if (decoded) out.signers.set(signatures[i - packageKeys.length] as string, decoded);
+      }
     });
     return out;
   }
 
-  /** Writes each entry unless the cache already holds the same or a newer rev. Returns how many were written. */
-  async fill(entries: readonly { key: string; status: CachedStatus }[]): Promise<number> {
-    if (entries.length === 0) return 0;
+  /**
+   * Writes each entry unless the cache already holds the same or a newer rev (packages and
+   * signers alike, in one script call). Returns how many were written.
+   */
+  async fill(
+    entries: readonly { key: string; status: CachedStatus }[],
+    signers: readonly { signature: string; status: CachedSigner }[] = [],
+  ): Promise<number> {
+    const writes = [
+      ...entries.map((e) => ({ key: this.keys.cache(e.key), value: encodeCached(e.status) })),
+      ...signers.map((e) => ({ key: this.keys.signer(e.signature), value: encodeSigner(e.status) })),
+    ];
+    if (writes.length === 0) return 0;
     if (isCluster(this.redis)) {
       const written = await Promise.all(
-        entries.map(
-          (e) =>
-            runScript(
-              this.redis,
-              'cache-fill',
-              [this.keys.cache(e.key)],
-              [this.ttlS, encodeCached(e.status)],
-            ) as Promise<number>,
+        writes.map(
+          (w) => runScript(this.redis, 'cache-fill', [w.key], [this.ttlS, w.value]) as Promise<number>,
         ),
       );
       return written.reduce((a, b) => a + b, 0);
@@ -90,8 +157,8 @@ export class ResultCache {
     return (await runScript(
       this.redis,
       'cache-fill',
-      entries.map((e) => this.keys.cache(e.key)),
-      [this.ttlS, ...entries.map((e) => encodeCached(e.status))],
+      writes.map((w) => w.key),
+      [this.ttlS, ...writes.map((w) => w.value)],
     )) as number;
   }
 }

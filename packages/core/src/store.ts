@@ -9,6 +9,7 @@ import { statementName } from './db';
 import { packageKey, type PackageRef } from './package-key';
 import type { ReportSet } from './report-buffer';
 import { applyReportSets, countReportsDirect, type ReportApplyResult } from './report-store';
+import { lookupSigners, type StoredSigner } from './signer-store';
 
 export type Verdict = 'safe' | 'malicious' | 'suspicious';
 export type VerdictSource = 'manual' | 'model';
@@ -118,6 +119,11 @@ export class PackageStore {
   /** One query for any number of keys: `unnest` of key arrays joined to the covering index. */
   lookupMany(refs: readonly PackageRef[]): Promise<Map<string, StoredPackage>> {
     return this.lookupWith(this.pool, refs);
+  }
+
+  /** The current verdicts of these signing certificates (signer-store.ts); signatures without one are absent. */
+  lookupSigners(signatures: readonly string[]): Promise<Map<string, StoredSigner>> {
+    return lookupSigners(this.pool, this.pool, signatures);
   }
 
   /** lookupMany on a given connection (inside a caller's transaction). */

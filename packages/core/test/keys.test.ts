@@ -95,6 +95,12 @@ describe('other keys', () => {
     expect(new Set(cacheKeys).size).toBe(100);
   });
 
+  test('signer keys hold the signature under the prefix, apart from package cache keys', () => {
+    expect(keys.signer(SIG)).toBe(`pfx:signer:${SIG}`);
+    expect(keys.signer(SIG).startsWith('{')).toBe(false);
+    expect(keys.signer(SIG)).not.toBe(keys.cache(SIG));
+  });
+
   test('the BullMQ prefix is one hash tag, so every queue key shares one slot', () => {
     expect(keys.queuePrefix()).toBe('{pfx:q}');
     // BullMQ builds its keys as `<prefix>:<queue>:<suffix>`.

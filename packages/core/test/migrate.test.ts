@@ -84,6 +84,8 @@ test('on an empty database every migration applies, and a second run is a no-op'
       await c.query<{ d: string }>("SELECT indexdef AS d FROM pg_indexes WHERE indexname = 'packages_key'")
     ).rows[0]?.d,
     trigger: (await c.query("SELECT 1 FROM pg_trigger WHERE tgname = 'evaluations_apply'")).rowCount,
+    signerTrigger: (await c.query("SELECT 1 FROM pg_trigger WHERE tgname = 'signer_evaluations_apply'"))
+      .rowCount,
   }));
   expect(schema.tables).toEqual([
     'analysis_queue',
@@ -91,11 +93,14 @@ test('on an empty database every migration applies, and a second run is a no-op'
     'packages',
     'report_flushes',
     'safepkg_migrations',
+    'signer_evaluations',
+    'signers',
   ]);
   expect(schema.keyIndex).toMatch(
     /UNIQUE INDEX packages_key .*\(name, version_code, signature\) INCLUDE \(id, first_seen_at, verdict, threat_index, source, rev\)/,
   );
   expect(schema.trigger).toBe(1);
+  expect(schema.signerTrigger).toBe(1);
 
   expect(await migrate(url)).toEqual([]);
   expect(await appliedRows(url)).toEqual(rows);

@@ -1,4 +1,12 @@
-import { ResultCache, decodeCached, encodeCached, type CachedStatus } from '@safepkg/core';
+import {
+  ResultCache,
+  decodeCached,
+  decodeSigner,
+  encodeCached,
+  encodeSigner,
+  signerStatusOf,
+  type CachedStatus,
+} from '@safepkg/core';
 import { useTestContext } from '@safepkg/testkit';
 
 const ctx = useTestContext();
@@ -73,4 +81,36 @@ test('one fill call of many keys decides each key on its own; getMany answers th
   ]);
   expect(await cache.fill([])).toBe(0);
   expect((await cache.getMany([])).size).toBe(0);
+});
+
+describe('signer entries', () => {
+  const SIG = 'c'.repeat(64);
+
+  test('encoded with the rev first; a negative entry is rev 0 with nulls; half entries decode as misses', () => {
+    const s = { rev: 4, verdict: 'malicious' as const, source: 'manual' as const, threatIndex: 0.9 };
+    expect(encodeSigner(s).startsWith('{"rev":4,')).toBe(true);
+    expect(decodeSigner(encodeSigner(s))).toEqual(s);
+    expect(signerStatusOf(undefined)).toEqual({ rev: 0, verdict: null, source: null, threatIndex: null });
+    expect(decodeSigner(encodeSigner(signerStatusOf(undefined)))).toEqual(signerStatusOf(undefined));
+    expect(decodeSigner('{"rev":1,"v":"malicious","s":null,"x":null}')).toBeNull();
+    expect(decodeSigner('nope')).toBeNull();
+  });
+
+  test('read in one MGET with the packages; filled by the same rev guard (a negative entry never replaces a verdict)', async () => {
+    const cache = new ResultCache(ctx.redis, ctx.keys, 600);
+    expect(
+      await cache.fill(
+        [{ key: 'a.b:1:y', status: status(1) }],
+        [{ signature: SIG, status: signerStatusOf(undefined) }],
+      ),
+    ).toBe(2);
+    const verdict = { rev: 1, verdict: 'suspicious' as const, source: 'model' as const, threatIndex: 0.5 };
+    expect(await cache.fill([], [{ signature: SIG, status: verdict }])).toBe(1);
+    expect(await cache.fill([], [{ signature: SIG, status: signerStatusOf(undefined) }])).toBe(0);
+    expect(await cache.fill([], [{ signature: SIG, status: verdict }])).toBe(0);
+    const read = await cache.read(['a.b:1:y', 'a.b:1:none'], [SIG, 'd'.repeat(64)]);
+    expect([...read.packages.keys()]).toEqual(['a.b:1:y']);
+    expect([...read.signers]).toEqual([[SIG, verdict]]);
+    expect(await ctx.redis.ttl(ctx.keys.signer(SIG))).toBeGreaterThan(60);
+  });
 });

@@ -1,26 +1,28 @@
 import { Router } from 'express';
-import { parseOrThrow, ValidationError } from '@safepkg/core';
+import { parseOrThrow } from '@safepkg/core';
 import type { EvaluationService } from '../evaluation-service';
 import { requireJson } from '../http-errors';
-import { actorSchema, claimBodySchema, evaluationsBodySchema } from '../schemas';
+import type { SignerEvaluationService } from '../signer-evaluation-service';
+import { claimBodySchema, evaluationsBodySchema, parseActor, signerEvaluationsBodySchema } from '../schemas';
 
 /** Analyst routes (verdicts in, packages to analyse out); mounted behind adminAuth. */
-export function evaluationsRouter(evaluations: EvaluationService, claimTtlMs: number): Router {
+export function evaluationsRouter(
+  evaluations: EvaluationService,
+  signerEvaluations: SignerEvaluationService,
+  claimTtlMs: number,
+): Router {
   const router = Router();
 
   router.post('/v1/admin/evaluations', requireJson, async (req, res) => {
     const body = parseOrThrow(evaluationsBodySchema, req.body);
-    const header = req.get('x-actor');
-    let actor = 'admin';
-    if (header !== undefined) {
-      const parsed = actorSchema.safeParse(header);
-      if (!parsed.success)
-        throw new ValidationError([
-          { path: 'X-Actor', message: parsed.error.issues[0]?.message ?? 'invalid' },
-        ]);
-      actor = parsed.data;
-    }
+    const actor = parseActor(req.get('x-actor'));
     res.json({ accepted: await evaluations.record(body.evaluations, actor) });
+  });
+
+  router.post('/v1/admin/signer-evaluations', requireJson, async (req, res) => {
+    const body = parseOrThrow(signerEvaluationsBodySchema, req.body);
+    const actor = parseActor(req.get('x-actor'));
+    res.json({ accepted: await signerEvaluations.record(body.evaluations, actor) });
   });
 
   router.post('/v1/admin/analysis/claim', requireJson, async (req, res) => {
