@@ -54,6 +54,19 @@ export interface Config {
   rateLimitIpPoints: number;
   /** Proxies in front of the API whose X-Forwarded-For is trusted for the client IP. */
   trustProxyHops: number;
+  /**
+   * Packages with no verdict and no report for this many days are deleted by the flusher's
+   * sweep (with their queue rows); null keeps everything.
+   */
+  retentionDays: number | null;
+  /** How often a flusher starts a retention sweep (one sweeper at a time across replicas). */
+  retentionSweepIntervalMs: number;
+  /** Index entries one sweep batch (one short transaction) examines. */
+  retentionBatchSize: number;
+  /** SET LOCAL lock_timeout of a sweep batch: a batch never queues behind a lock for longer. */
+  retentionLockTimeoutMs: number;
+  /** SET LOCAL statement_timeout of a sweep batch's statements. */
+  retentionStatementTimeoutMs: number;
 }
 
 /** Every default, in one place. */
@@ -87,6 +100,11 @@ export function configDefaults(): Config {
     rateLimitWindowS: 60,
     rateLimitIpPoints: 6000,
     trustProxyHops: 0,
+    retentionDays: null,
+    retentionSweepIntervalMs: 60_000,
+    retentionBatchSize: 1000,
+    retentionLockTimeoutMs: 100,
+    retentionStatementTimeoutMs: 5000,
   };
 }
 
@@ -181,6 +199,11 @@ const variables = {
   RATE_LIMIT_WINDOW_S: { field: 'rateLimitWindowS', schema: int(1, 86400) },
   RATE_LIMIT_IP_POINTS: { field: 'rateLimitIpPoints', schema: int(0, 1_000_000_000) },
   TRUST_PROXY_HOPS: { field: 'trustProxyHops', schema: int(0, 10) },
+  RETENTION_DAYS: { field: 'retentionDays', schema: int(1, 36_500) },
+  RETENTION_SWEEP_INTERVAL_MS: { field: 'retentionSweepIntervalMs', schema: int(1000, 86_400_000) },
+  RETENTION_BATCH_SIZE: { field: 'retentionBatchSize', schema: int(1, 10_000) },
+  RETENTION_LOCK_TIMEOUT_MS: { field: 'retentionLockTimeoutMs', schema: int(1, 60_000) },
+  RETENTION_STATEMENT_TIMEOUT_MS: { field: 'retentionStatementTimeoutMs', schema: int(100, 3_600_000) },
 } as const satisfies Record<string, { field: keyof Config; schema: z.ZodType }>;
 
 export const CONFIG_VARIABLES = Object.keys(variables) as (keyof typeof variables)[];
