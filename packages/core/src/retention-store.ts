@@ -104,7 +104,12 @@ export class RetentionStore {
       }
       // Re-checked on each row's latest version as it is locked (READ COMMITTED re-evaluates the
       // WHERE of a row updated since the snapshot): a report flushed meanwhile drops it.
-      const locked = await client.query<{ id: string; name: string; version_code: string; signature: string }>(
+      const locked = await client.query<{
+        id: string;
+        name: string;
+        version_code: string;
+        signature: string;
+      }>(
         `SELECT p.id, p.name, p.version_code, p.signature FROM packages p
           WHERE p.id = ANY($1::bigint[]) AND ${sweepable('$2::timestamptz')}
           ORDER BY p.id

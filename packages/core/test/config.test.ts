@@ -50,15 +50,13 @@ test('retention is off unless RETENTION_DAYS is set; its bounds are enforced', (
     RETENTION_LOCK_TIMEOUT_MS: '0',
     RETENTION_STATEMENT_TIMEOUT_MS: 'soon',
   });
-  expect(badVariables(err)).toEqual(
-    [
-      'RETENTION_BATCH_SIZE',
-      'RETENTION_DAYS',
-      'RETENTION_LOCK_TIMEOUT_MS',
-      'RETENTION_STATEMENT_TIMEOUT_MS',
-      'RETENTION_SWEEP_INTERVAL_MS',
-    ],
-  );
+  expect(badVariables(err)).toEqual([
+    'RETENTION_BATCH_SIZE',
+    'RETENTION_DAYS',
+    'RETENTION_LOCK_TIMEOUT_MS',
+    'RETENTION_STATEMENT_TIMEOUT_MS',
+    'RETENTION_SWEEP_INTERVAL_MS',
+  ]);
 });
 
 test('empty variables take their default', () => {
