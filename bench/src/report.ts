@@ -335,7 +335,7 @@ export function markdown(r: BenchResults): string {
       '',
       `Sweep: ${fmt(t.sweep.deleted)} rows in ${fmt(t.sweep.batches)} batches, ${fmt(t.sweep.seconds, 2)} s (${fmt(t.sweep.rowsPerS)} rows/s, slowest batch ${fmt(t.sweep.maxBatchMs, 1)} ms). VACUUM of packages and analysis_queue afterwards: ${fmt(t.vacuum.seconds, 2)} s.`,
       '',
-      '| state | packages MB | indexes MB | analysis_queue MB | live tuples | dead tuples |',
+      '| state | packages MB | indexes MB | analysis_queue MB | rows | dead tuples |',
       '|---|---:|---|---:|---:|---:|',
       row('before', t.sizes.before),
       row('after the sweep', t.sizes.afterSweep),

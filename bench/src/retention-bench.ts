@@ -39,7 +39,9 @@ export interface RelationSizes {
   tableBytes: number;
   indexBytes: Record<string, number>;
   queueBytes: number;
+  /** Rows in packages (count(*)). */
   liveTuples: number;
+  /** pg_stat_user_tables.n_dead_tup: what VACUUM has to clean. */
   deadTuples: number;
 }
 
@@ -67,7 +69,8 @@ async function sizes(c: Client): Promise<RelationSizes> {
          OR c.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = 'packages'::regclass)`,
   );
   const stat = await c.query<{ live: string; dead: string }>(
-    `SELECT n_live_tup AS live, n_dead_tup AS dead FROM pg_stat_user_tables WHERE relname = 'packages'`,
+    // Rows counted exactly (n_live_tup is an estimate); dead tuples from the statistics.
+    `SELECT (SELECT count(*) FROM packages) AS live, n_dead_tup AS dead FROM pg_stat_user_tables WHERE relname = 'packages'`,
   );
   const indexBytes: Record<string, number> = {};
   let tableBytes = 0;
@@ -105,7 +108,7 @@ export async function runRetentionBench(o: RetentionOptions): Promise<RetentionR
     hotApps: 0,
     hotExponent: 1,
   });
-  const before = await withClient(RETENTION_DATABASE, async (c) => {
+  await withClient(RETENTION_DATABASE, async (c) => {
     await c.query('ALTER TABLE packages SET (autovacuum_enabled = off)');
     o.log(`retention: seeding ${o.rows} old packages (queued for analysis) and ${o.keptRows} kept ones`);
     // Old rows first, as a real table holds them; server-side, so a million take seconds.
@@ -131,8 +134,9 @@ export async function runRetentionBench(o: RetentionOptions): Promise<RetentionR
     );
     await c.query('VACUUM ANALYZE packages');
     await c.query('VACUUM ANALYZE analysis_queue');
-    return sizes(c);
   });
+  // Read from a new session: a backend's statistics reach pg_stat_user_tables when it ends or idles.
+  const before = await withClient(RETENTION_DATABASE, sizes);
 
   const probe = await LookupProbe.start({
     databaseUrl: pgUrl(RETENTION_DATABASE),
@@ -143,6 +147,7 @@ export async function runRetentionBench(o: RetentionOptions): Promise<RetentionR
   const redis = new Redis(o.redisUrl);
   const keys = new KeySchema(`bench_ret_${randomBytes(4).toString('hex')}`);
   const pool = new Pool({ connectionString: pgUrl(RETENTION_DATABASE), max: 2 });
+  let poolEnded = false;
   try {
     // A second of warm-up (connections, plans, cache) is left out of the baseline.
     await new Promise((r) => setTimeout(r, 1000));
@@ -183,6 +188,9 @@ export async function runRetentionBench(o: RetentionOptions): Promise<RetentionR
     await new Promise((r) => setTimeout(r, 300));
     const sweepTo = probe.mark();
     await probe.stop();
+    // Ended first, so that the sweep's dead tuples are in the statistics read next.
+    await pool.end();
+    poolEnded = true;
 
     const afterSweep = await withClient(RETENTION_DATABASE, sizes);
     const vacuumStarted = performance.now();
@@ -212,7 +220,7 @@ export async function runRetentionBench(o: RetentionOptions): Promise<RetentionR
     };
   } finally {
     await probe.stop();
-    await pool.end();
+    if (!poolEnded) await pool.end();
     await deletePrefix(redis, keys.prefix);
     redis.disconnect();
   }
