@@ -16,6 +16,8 @@ export interface ProbeOptions {
 interface ProbeTick {
   at: number;
   lookups: number;
+  /** Each lookup's duration (ms) since the previous tick. */
+  ms?: number[];
 }
 
 /**
@@ -49,6 +51,11 @@ export class LookupProbe {
     return this.last;
   }
 
+  /** Every lookup's duration (ms) reported after `from` and up to `to`. */
+  latencies(from: ProbeTick, to: ProbeTick): number[] {
+    return this.ticks.filter((t) => t.at > from.at && t.at <= to.at).flatMap((t) => t.ms ?? []);
+  }
+
   /** Lookups per second between two marks. */
   static rate(from: ProbeTick, to: ProbeTick): number {
     return to.at > from.at ? ((to.lookups - from.lookups) * 1000) / (to.at - from.at) : 0;
@@ -71,11 +78,15 @@ async function runProbe(options: ProbeOptions): Promise<void> {
   });
   const store = new PackageStore(pool);
   let lookups = 0;
+  let ms: number[] = [];
   let running = true;
   process.on('SIGTERM', () => {
     running = false;
   });
-  const report = setInterval(() => process.send?.({ at: Date.now(), lookups }), 200);
+  const report = setInterval(() => {
+    process.send?.({ at: Date.now(), lookups, ms });
+    ms = [];
+  }, 200);
   process.send?.({ at: Date.now(), lookups });
   await Promise.all(
     Array.from({ length: options.concurrency }, async (_, loop) => {
@@ -84,7 +95,9 @@ async function runProbe(options: ProbeOptions): Promise<void> {
         const refs = Array.from({ length: options.keysPerLookup }, () =>
           catalogue.known(rng.int(catalogue.options.knownApps)),
         );
+        const started = performance.now();
         const found = await store.lookupMany(refs);
+        ms.push(performance.now() - started);
         // Every probed key is seeded; a miss would mean the probe measures the wrong thing.
         const distinct = new Set(refs.map((r) => r.name)).size;
         if (found.size !== distinct)

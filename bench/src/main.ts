@@ -21,21 +21,22 @@ import {
 } from './ingest-run';
 import { findProfiles, summariseProfile } from './profile-summary';
 import { checkTargets, markdown, type BenchResults } from './report';
+import { runRetentionBench } from './retention-bench';
 import { runSchemaBench } from './schema-bench';
 import { deletePrefix } from './redis-prefix';
 import { startTopologyServers, type PrivateServer } from './private-servers';
 import { describeTopology, planTopology, type Layout } from './topology';
 
-const PARTS = ['ingest', 'drain', 'freshness', 'schema'] as const;
+const PARTS = ['ingest', 'drain', 'freshness', 'schema', 'retention'] as const;
 type Part = (typeof PARTS)[number];
 /** The ingest part's runs, in the order they run; `--runs=` picks some. */
 const RUNS = ['hit', 'steady', 'steady-fixed', 'new', 'storm', 'storm-fixed', 'stall'] as const;
 type RunGroup = (typeof RUNS)[number];
 const QUICK_RUNS: RunGroup[] = ['hit', 'steady', 'storm-fixed'];
 
-const USAGE = `usage: node dist/main.js [--quick] [--only=ingest,drain,freshness,schema] [--profile]
+const USAGE = `usage: node dist/main.js [--quick] [--only=ingest,drain,freshness,schema,retention] [--profile]
   [--topology=split|shared] [--runs=${RUNS.join(',')}] [--api-processes=N] [--duration=S] [--storm-rate=REQ_PER_S] [--steady-rate=REQ_PER_S]
-  [--drain-entries=N] [--without-reports] [--without-pending-answers] [--schema-packages=N] [--seed=N]`;
+  [--drain-entries=N] [--without-reports] [--without-pending-answers] [--schema-packages=N] [--retention-rows=N] [--retention-kept=N] [--seed=N]`;
 
 function parseCli() {
   const { values } = parseArgs({
@@ -53,6 +54,8 @@ function parseCli() {
       'without-reports': { type: 'boolean', default: false },
       'without-pending-answers': { type: 'boolean', default: false },
       'schema-packages': { type: 'string' },
+      'retention-rows': { type: 'string' },
+      'retention-kept': { type: 'string' },
       seed: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
@@ -89,6 +92,8 @@ function parseCli() {
     countReports: values['without-reports'] !== true,
     pendingAnswers: values['without-pending-answers'] !== true,
     schemaPackages: num(values['schema-packages'], 1_000_000),
+    retentionRows: num(values['retention-rows'], quick ? 20_000 : 1_000_000),
+    retentionKept: num(values['retention-kept'], quick ? 20_000 : 200_000),
     seed: num(values.seed, 20260101),
   };
 }
@@ -176,6 +181,7 @@ async function benchmark(
     drain: null,
     freshness: [],
     schema: null,
+    retention: null,
   };
   log(
     `machine: ${results.machine.cpuModel} ×${results.machine.cpus}, load ${loadavg()
@@ -335,6 +341,25 @@ async function benchmark(
     const s = results.schema;
     log(
       `schema: lookup ${s.lookup.speedup.toFixed(2)}×, flush insert ${s.flushInsert.ratio.toFixed(2)}×, trigger ${s.evaluationTrigger.speedup.toFixed(2)}×`,
+    );
+  }
+
+  if (cli.only.has('retention')) {
+    useBenchServer(null);
+    results.retention = await runRetentionBench({
+      rows: cli.retentionRows,
+      keptRows: cli.retentionKept,
+      batchSize: 1000,
+      baselineS: cli.durationS,
+      concurrency: 4,
+      keysPerLookup: 100,
+      redisUrl: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+      seed: cli.seed,
+      log,
+    });
+    const t = results.retention;
+    log(
+      `retention: ${t.sweep.deleted} rows swept in ${t.sweep.seconds} s; lookup p99 ${t.duringSweep.p99Ms} ms vs ${t.baseline.p99Ms} ms without (${t.p99Ratio}×)`,
     );
   }
 

@@ -2,6 +2,7 @@ import type { DrainResult } from './drain';
 import type { FreshnessResult } from './freshness';
 import type { FloorResult, IngestResult } from './ingest-run';
 import type { SelfTime } from './profile-summary';
+import type { RetentionResult } from './retention-bench';
 import type { SchemaResult } from './schema-bench';
 import { round } from './stats';
 
@@ -27,6 +28,7 @@ export interface BenchResults {
   drain: DrainResult | null;
   freshness: FreshnessResult[];
   schema: SchemaResult | null;
+  retention: RetentionResult | null;
   targets: TargetCheck[];
   profiles: { file: string; totalMs: number; top: SelfTime[]; byModule: SelfTime[] }[];
 }
@@ -188,6 +190,14 @@ export function checkTargets(
       s.evaluationTrigger.speedup >= 1.3,
     );
   }
+  if (r.retention) {
+    const t = r.retention;
+    add(
+      `retention: lookup p99 while ${fmt(t.rows)} rows are swept ≤ 1.2× without a sweep`,
+      `${fmt(t.duringSweep.p99Ms, 2)} vs ${fmt(t.baseline.p99Ms, 2)} ms = ${fmt(t.p99Ratio, 2)}×`,
+      t.p99Ratio <= 1.2,
+    );
+  }
   return out;
 }
 
@@ -302,6 +312,34 @@ export function markdown(r: BenchResults): string {
       `| ${fmt(s.evaluationTrigger.evaluations)} evaluations in one INSERT (median) | ${fmt(s.evaluationTrigger.statementLevelMs)} ms | row-level trigger: ${fmt(s.evaluationTrigger.rowLevelMs)} ms | ${fmt(s.evaluationTrigger.speedup, 2)}× faster |`,
       '',
       `Status lookup plan: \`${s.lookup.statusPlan}\`, heap fetches ${s.lookup.statusHeapFetches ?? '–'}.`,
+      '',
+    );
+  }
+  if (r.retention) {
+    const t = r.retention;
+    const mb = (b: number) => fmt(b / 2 ** 20, 1);
+    const row = (label: string, z: RetentionResult['sizes']['before']) =>
+      `| ${label} | ${mb(z.tableBytes)} | ${Object.entries(z.indexBytes)
+        .sort(([a], [b]) => a.localeCompare(b))
+        .map(([n, b]) => `${n} ${mb(b)}`)
+        .join(', ')} | ${mb(z.queueBytes)} | ${fmt(z.liveTuples)} | ${fmt(z.deadTuples)} |`;
+    lines.push(
+      '## Retention (issue 16)',
+      '',
+      `Scratch database: ${fmt(t.rows)} old packages (queued for analysis) swept in batches of ${t.batchSize}, ${fmt(t.keptRows)} kept ones looked up by the probe. Autovacuum off on the table for the run.`,
+      '',
+      '| window | lookups | p50 ms | p99 ms |',
+      '|---|---:|---:|---:|',
+      `| no sweep | ${fmt(t.baseline.lookups)} | ${fmt(t.baseline.p50Ms, 2)} | ${fmt(t.baseline.p99Ms, 2)} |`,
+      `| during the sweep | ${fmt(t.duringSweep.lookups)} | ${fmt(t.duringSweep.p50Ms, 2)} | ${fmt(t.duringSweep.p99Ms, 2)} |`,
+      '',
+      `Sweep: ${fmt(t.sweep.deleted)} rows in ${fmt(t.sweep.batches)} batches, ${fmt(t.sweep.seconds, 2)} s (${fmt(t.sweep.rowsPerS)} rows/s, slowest batch ${fmt(t.sweep.maxBatchMs, 1)} ms). VACUUM of packages and analysis_queue afterwards: ${fmt(t.vacuum.seconds, 2)} s.`,
+      '',
+      '| state | packages MB | indexes MB | analysis_queue MB | rows | dead tuples |',
+      '|---|---:|---|---:|---:|---:|',
+      row('before', t.sizes.before),
+      row('after the sweep', t.sizes.afterSweep),
+      row('after VACUUM', t.sizes.afterVacuum),
       '',
     );
   }

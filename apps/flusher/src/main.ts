@@ -17,6 +17,7 @@ import { Flusher } from './flusher';
 import { createHealthServer } from './health-server';
 import { FlusherMetrics } from './metrics';
 import { absorbClientErrors } from './pool-errors';
+import { RetentionSweeper } from './retention-sweeper';
 import { ScheduleKeeper } from './schedule-keeper';
 
 async function main(): Promise<void> {
@@ -53,11 +54,12 @@ async function main(): Promise<void> {
 
   const keys = new KeySchema(config.keyPrefix);
   const metrics = new FlusherMetrics();
+  const buffer = new RedisBuffer(redis, keys, config.bufferPartitions, config.maxBufferDepth);
   const flusher = new Flusher({
     config,
     redis,
     keys,
-    buffer: new RedisBuffer(redis, keys, config.bufferPartitions, config.maxBufferDepth),
+    buffer,
     reports: new ReportBuffer(redis, keys, config.bufferPartitions),
     store: new PackageStore(pool),
     metrics,
@@ -65,6 +67,9 @@ async function main(): Promise<void> {
     leases: process.env.SAFEPKG_TEST_NO_LEASE !== '1',
     checkpoint: crashPointFromEnv(process.env),
   });
+
+  const sweeper = new RetentionSweeper({ config, pool, redis, keys, buffer, metrics, logger });
+  sweeper.start();
 
   const startedAt = Date.now();
   const health = createHealthServer({
@@ -112,6 +117,7 @@ async function main(): Promise<void> {
       partitions: config.bufferPartitions,
       intervalMs: config.flushIntervalMs,
       batchSize: config.flushBatchSize,
+      retentionDays: config.retentionDays,
     },
     'safepkg flusher started',
   );
@@ -128,6 +134,8 @@ async function main(): Promise<void> {
       process.exit(1);
     }, 20_000);
     force.unref();
+    // The sweep's current batch (one short transaction) finishes; no new one starts.
+    await sweeper.stop();
     await worker.close().catch(() => undefined);
     await queue.close().catch(() => undefined);
     health.close();

@@ -87,10 +87,44 @@ export class FlusherMetrics {
     registers: [this.registry],
   });
 
+  readonly retentionSwept = new Counter({
+    name: 'safepkg_retention_swept_total',
+    help: 'Packages (no verdict, not reported for RETENTION_DAYS) deleted by the retention sweep, with their queue rows',
+    registers: [this.registry],
+  });
+  readonly retentionHeld = new Counter({
+    name: 'safepkg_retention_held_total',
+    help: 'Sweep candidates kept because Redis held a buffer entry or report deltas for them',
+    registers: [this.registry],
+  });
+  readonly retentionRebuffered = new Counter({
+    name: 'safepkg_retention_rebuffered_total',
+    help: 'Swept packages a check counted during the batch, buffered again so their reports find a row',
+    registers: [this.registry],
+  });
+  readonly retentionSweepDuration = new Histogram({
+    name: 'safepkg_retention_sweep_duration_seconds',
+    help: 'Time of one retention sweep (its batches until the pass reaches the cut-off, stops or fails)',
+    buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900],
+    registers: [this.registry],
+  });
+  readonly retentionLastSweep = new Gauge({
+    name: 'safepkg_retention_last_sweep_timestamp_seconds',
+    help: 'When this flusher last finished a retention sweep without error',
+    registers: [this.registry],
+  });
+  readonly retentionFailures = new Counter({
+    name: 'safepkg_retention_failures_total',
+    help: 'Retention sweeps stopped by an error (timeout: lock_timeout or statement_timeout; unavailable)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
   constructor({ defaultMetrics = true } = {}) {
     if (defaultMetrics) collectDefaultMetrics({ register: this.registry });
     // Known label values start at 0 so that rate() over them works before the first failure.
     for (const reason of ['unavailable', 'lease_lost']) this.failures.inc({ reason }, 0);
     for (const result of ['applied', 'already_applied']) this.reportSets.inc({ result }, 0);
+    for (const reason of ['timeout', 'unavailable']) this.retentionFailures.inc({ reason }, 0);
   }
 }

@@ -72,6 +72,19 @@ export interface Config {
   answerTtlMaliciousS: number;
   /** Answers at least this large are compressed when the client accepts gzip or br. */
   compressMinBytes: number;
+  /**
+   * Packages with no verdict and no report for this many days are deleted by the flusher's
+   * sweep (with their queue rows); null keeps everything.
+   */
+  retentionDays: number | null;
+  /** How often a flusher starts a retention sweep (one sweeper at a time across replicas). */
+  retentionSweepIntervalMs: number;
+  /** Index entries one sweep batch (one short transaction) examines. */
+  retentionBatchSize: number;
+  /** SET LOCAL lock_timeout of a sweep batch: a batch never queues behind a lock for longer. */
+  retentionLockTimeoutMs: number;
+  /** SET LOCAL statement_timeout of a sweep batch's statements. */
+  retentionStatementTimeoutMs: number;
 }
 
 /**
@@ -121,6 +134,11 @@ export function configDefaults(): Config {
     answerTtlSuspiciousS: 3600,
     answerTtlMaliciousS: 21_600,
     compressMinBytes: 1024,
+    retentionDays: null,
+    retentionSweepIntervalMs: 60_000,
+    retentionBatchSize: 1000,
+    retentionLockTimeoutMs: 100,
+    retentionStatementTimeoutMs: 5000,
   };
 }
 
@@ -221,6 +239,11 @@ const variables = {
   ANSWER_TTL_SUSPICIOUS_S: { field: 'answerTtlSuspiciousS', schema: int(0, 30 * 86400) },
   ANSWER_TTL_MALICIOUS_S: { field: 'answerTtlMaliciousS', schema: int(0, 30 * 86400) },
   COMPRESS_MIN_BYTES: { field: 'compressMinBytes', schema: int(0, 1_048_576) },
+  RETENTION_DAYS: { field: 'retentionDays', schema: int(1, 36_500) },
+  RETENTION_SWEEP_INTERVAL_MS: { field: 'retentionSweepIntervalMs', schema: int(1000, 86_400_000) },
+  RETENTION_BATCH_SIZE: { field: 'retentionBatchSize', schema: int(1, 10_000) },
+  RETENTION_LOCK_TIMEOUT_MS: { field: 'retentionLockTimeoutMs', schema: int(1, 60_000) },
+  RETENTION_STATEMENT_TIMEOUT_MS: { field: 'retentionStatementTimeoutMs', schema: int(100, 3_600_000) },
 } as const satisfies Record<string, { field: keyof Config; schema: z.ZodType }>;
 
 export const CONFIG_VARIABLES = Object.keys(variables) as (keyof typeof variables)[];

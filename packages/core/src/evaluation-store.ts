@@ -51,20 +51,32 @@ export class EvaluationStore {
       // Concurrent batches over overlapping packages must take their locks in one order, or
       // they deadlock (40P01): new keys are inserted in key order, then every row is locked
       // in id order before the trigger's UPDATE touches them.
-      await client.query(
-        `INSERT INTO packages (name, version_code, signature, first_seen_at)
-         SELECT DISTINCT k.name, k.version_code, k.signature, $4::timestamptz
-           FROM unnest($1::text[], $2::bigint[], $3::text[]) AS k(name, version_code, signature)
-          ORDER BY k.name, k.version_code, k.signature
-         ON CONFLICT (name, version_code, signature) DO NOTHING`,
-        [names, versions, signatures, now.toISOString()],
-      );
-      await client.query(
-        `SELECT p.id FROM unnest($1::text[], $2::bigint[], $3::text[]) AS k(name, version_code, signature)
-           JOIN packages p ON p.name = k.name AND p.version_code = k.version_code AND p.signature = k.signature
-          ORDER BY p.id FOR UPDATE OF p`,
-        [names, versions, signatures],
-      );
+      const insertNew = () =>
+        client.query(
+          `INSERT INTO packages (name, version_code, signature, first_seen_at)
+           SELECT DISTINCT k.name, k.version_code, k.signature, $4::timestamptz
+             FROM unnest($1::text[], $2::bigint[], $3::text[]) AS k(name, version_code, signature)
+            ORDER BY k.name, k.version_code, k.signature
+           ON CONFLICT (name, version_code, signature) DO NOTHING`,
+          [names, versions, signatures, now.toISOString()],
+        );
+      // How many distinct packages it locked (a key given twice joins twice).
+      const lock = async () => {
+        const { rows } = await client.query<{ id: string }>(
+          `SELECT p.id FROM unnest($1::text[], $2::bigint[], $3::text[]) AS k(name, version_code, signature)
+             JOIN packages p ON p.name = k.name AND p.version_code = k.version_code AND p.signature = k.signature
+            ORDER BY p.id FOR UPDATE OF p`,
+          [names, versions, signatures],
+        );
+        return new Set(rows.map((r) => r.id)).size;
+      };
+      const wanted = new Set(evaluations.map((e) => packageKey(e))).size;
+      await insertNew();
+      // The retention sweep may delete a row between the INSERT (which found it, so inserted
+      // nothing) and the lock (which then finds it deleted): insert again rather than drop the
+      // evaluation. The sweep never deletes a row it cannot lock, so a second round suffices
+      // unless it swept again in between; three are allowed.
+      for (let round = 0; (await lock()) < wanted && round < 3; round++) await insertNew();
       // In input order, so that of two evaluations of one source in a batch the later wins.
       await client.query(
         `INSERT INTO evaluations (package_id, source, verdict, threat_index, created_by)

@@ -19,3 +19,5 @@ export * from './verdict-lsn';
 export * from './report-buffer';
 export * from './report-store';
 export * from './package-detail';
+export * from './retention-holds';
+export * from './retention-store';

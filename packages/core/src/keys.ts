@@ -85,6 +85,19 @@ export class KeySchema {
     return `${this.prefix}:verdict-lsn`;
   }
 
+  /** The retention sweep's lease: random token with PX (string); one sweeper at a time. */
+  retentionLock(): string {
+    return `${this.prefix}:retention:lock`;
+  }
+
+  /**
+   * Where the retention sweep's pass has got to (string `<first_seen_at epoch µs>:<id>`), so a
+   * sweep cut short (stop, error, another replica taking over) resumes instead of restarting.
+   */
+  retentionCursor(): string {
+    return `${this.prefix}:retention:cursor`;
+  }
+
   /** Where the flusher records its last successful flush (for /v1/admin/buffer). */
   flusherStatus(): string {
     return `${this.prefix}:flusher:status`;

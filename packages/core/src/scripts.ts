@@ -15,7 +15,8 @@ export type ScriptName =
   | 'lsn-raise'
   | 'reports-add'
   | 'reports-take'
-  | 'reports-clear';
+  | 'reports-clear'
+  | 'retention-held';
 
 interface LoadedScript {
   source: string;

@@ -52,6 +52,31 @@ test('an empty environment gives exactly configDefaults(), and the documented de
   expect(configDefaults().bufferPartitions).toBe(16);
 });
 
+test('retention is off unless RETENTION_DAYS is set; its bounds are enforced', () => {
+  expect(loadConfig({})).toMatchObject({
+    retentionDays: null,
+    retentionSweepIntervalMs: 60_000,
+    retentionBatchSize: 1000,
+    retentionLockTimeoutMs: 100,
+    retentionStatementTimeoutMs: 5000,
+  });
+  expect(loadConfig({ RETENTION_DAYS: '1' }).retentionDays).toBe(1);
+  const err = failure({
+    RETENTION_DAYS: '0',
+    RETENTION_SWEEP_INTERVAL_MS: '999',
+    RETENTION_BATCH_SIZE: '10001',
+    RETENTION_LOCK_TIMEOUT_MS: '0',
+    RETENTION_STATEMENT_TIMEOUT_MS: 'soon',
+  });
+  expect(badVariables(err)).toEqual([
+    'RETENTION_BATCH_SIZE',
+    'RETENTION_DAYS',
+    'RETENTION_LOCK_TIMEOUT_MS',
+    'RETENTION_STATEMENT_TIMEOUT_MS',
+    'RETENTION_SWEEP_INTERVAL_MS',
+  ]);
+});
+
 test('empty variables take their default', () => {
   expect(loadConfig({ PORT: '', BUFFER_PARTITIONS: '', WRITE_MODE: '' })).toEqual(configDefaults());
 });
@@ -92,6 +117,11 @@ test('every variable is parsed into its field', () => {
     ANSWER_TTL_SUSPICIOUS_S: '600',
     ANSWER_TTL_MALICIOUS_S: '0',
     COMPRESS_MIN_BYTES: '0',
+    RETENTION_DAYS: '30',
+    RETENTION_SWEEP_INTERVAL_MS: '15000',
+    RETENTION_BATCH_SIZE: '500',
+    RETENTION_LOCK_TIMEOUT_MS: '50',
+    RETENTION_STATEMENT_TIMEOUT_MS: '2000',
   };
   // The test covers every variable loadConfig knows: a new one must be added here too.
   expect(Object.keys(env).sort()).toEqual([...CONFIG_VARIABLES].sort());
@@ -133,6 +163,11 @@ test('every variable is parsed into its field', () => {
     answerTtlSuspiciousS: 600,
     answerTtlMaliciousS: 0,
     compressMinBytes: 0,
+    retentionDays: 30,
+    retentionSweepIntervalMs: 15000,
+    retentionBatchSize: 500,
+    retentionLockTimeoutMs: 50,
+    retentionStatementTimeoutMs: 2000,
   };
   expect(loadConfig(env)).toEqual(expected);
   // Every field is reachable from some variable (none is a default nobody can change).

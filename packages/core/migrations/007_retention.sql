@@ -1,0 +1,20 @@
+-- Retention (RETENTION_DAYS): the flusher's sweep deletes packages with no verdict that no
+-- device has reported for the retention period. It walks this index in (first_seen_at, id)
+-- order from a cursor, a batch at a time, instead of scanning the table.
+--
+-- Why first_seen_at and not the sweep's real test, greatest(first_seen_at, last_seen_at):
+-- first_seen_at never changes after the insert, so an index on it does not stop the report
+-- flush's UPDATE of reports/last_seen_at from being a HOT update (an update that changes no
+-- indexed column writes no index entry). An index on last_seen_at would turn every report
+-- flush of every package into a new entry in each of the table's three indexes, including the
+-- lookup's covering packages_key, and bloat them. The price: packages first seen before the
+-- cut-off but still reported are read again on each pass of the sweep (README "Retention").
+--
+-- The predicate column `verdict` changes once per package at most (its first evaluation),
+-- which leaves the index for good: evaluated packages are never candidates.
+--
+-- On a large existing table this CREATE INDEX blocks writes to packages while it builds (the
+-- migrator runs each file in a transaction). Build it first by hand with
+--   CREATE INDEX CONCURRENTLY packages_retention ON packages (first_seen_at, id) WHERE verdict IS NULL;
+-- and this migration finds it and does nothing.
+CREATE INDEX IF NOT EXISTS packages_retention ON packages (first_seen_at, id) WHERE verdict IS NULL;
