@@ -18,3 +18,4 @@ export * from './verdict-lsn';
 export * from './report-buffer';
 export * from './report-store';
 export * from './package-detail';
+export * from './verdict-feed';
