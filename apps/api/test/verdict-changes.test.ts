@@ -26,7 +26,8 @@ afterAll(() => server.close());
 const refs = pkgs(0, 5, 'feedapi');
 
 test('the feed needs the admin token', async () => {
-  for (const headers of [{}, { authorization: 'Bearer wrong-token-000000000000' }]) {
+  const attempts: Record<string, string>[] = [{}, { authorization: 'Bearer wrong-token-000000000000' }];
+  for (const headers of attempts) {
     const res = await server.request('GET', '/v1/admin/verdict-changes', undefined, headers);
     expect(res.status).toBe(401);
     expect(res.body).toMatchObject({ error: { code: 'unauthorized' } });
