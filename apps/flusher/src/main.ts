@@ -11,10 +11,12 @@ import {
   RedisBuffer,
   ReportBuffer,
   SafepkgError,
+  VerdictFeed,
 } from '@safepkg/core';
 import { crashPointFromEnv } from './crash-points';
 import { Flusher } from './flusher';
 import { createHealthServer } from './health-server';
+import { FeedRetention } from './feed-retention';
 import { FlusherMetrics } from './metrics';
 import { absorbClientErrors } from './pool-errors';
 import { ScheduleKeeper } from './schedule-keeper';
@@ -66,6 +68,8 @@ async function main(): Promise<void> {
     checkpoint: crashPointFromEnv(process.env),
   });
 
+  const retention = new FeedRetention(new VerdictFeed(pool), config.feedRetentionDays, logger);
+
   const startedAt = Date.now();
   const health = createHealthServer({
     pool,
@@ -96,6 +100,7 @@ async function main(): Promise<void> {
       lastTickAt = Date.now();
       const result = await flusher.tick();
       await flusher.observeBuffer().catch(() => undefined);
+      await retention.maybePrune();
       return { partitions: result.partitions.length, error: result.error };
     },
     {
