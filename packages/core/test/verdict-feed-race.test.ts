@@ -1,12 +1,13 @@
 import { Client } from 'pg';
 import {
+  createPool,
   decodeFeedCursor,
   EvaluationStore,
   VerdictFeed,
   type PackageRef,
   type VerdictChange,
 } from '@safepkg/core';
-import { pkgs, useTestContext } from '@safepkg/testkit';
+import { pkgs, startPgbouncer, useTestContext } from '@safepkg/testkit';
 
 /**
  * Races writers against a follower of the verdict change feed. The follower pages with small
@@ -94,7 +95,7 @@ async function race(
     return read;
   };
   const drain = async () => {
-    while ((await readPage(2)) === 2);
+    while ((await readPage(10)) === 10);
   };
 
   // The follower: small pages, never stopping while anyone writes.
@@ -225,13 +226,79 @@ test('a follower paging while writers commit out of order sees every change once
 }, 120_000);
 
 test('control: without the commit-order lock the same race makes the follower miss changes', async () => {
+  const original = (
+    await ctx.db.pool.query<{ def: string }>(
+      `SELECT pg_get_functiondef('verdict_changes_order'::regproc) AS def`,
+    )
+  ).rows[0]?.def as string;
   // What a plain sequence gives: ids in insertion order, not commit order.
   await ctx.db.pool
     .query(`CREATE OR REPLACE FUNCTION verdict_changes_order() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN NEW.id := nextval('verdict_changes_id_seq'); NEW.changed_at := clock_timestamp(); RETURN NEW; END $$`);
-  const { seen, committed } = await race(3);
-  const seenIds = new Set(seen.map(identity));
-  const missed = committed.filter((c) => !seenIds.has(identity(c)));
-  // Every scripted round's held rows at least: the follower had read past their ids before they committed.
-  expect(missed.length).toBeGreaterThanOrEqual(3 * 3);
+  try {
+    const { seen, committed } = await race(3);
+    const seenIds = new Set(seen.map(identity));
+    const missed = committed.filter((c) => !seenIds.has(identity(c)));
+    // Every scripted round's held rows at least: the follower had read past their ids before they committed.
+    expect(missed.length).toBeGreaterThanOrEqual(3 * 3);
+  } finally {
+    await ctx.db.pool.query(original);
+  }
+}, 120_000);
+
+test('through pgbouncer in transaction mode (2 server connections), writers and a follower still agree exactly', async () => {
+  const bouncer = await startPgbouncer(
+    [{ alias: 'feed', port: Number(new URL(ctx.db.url).port || 5432), dbname: ctx.db.name }],
+    {
+      poolSize: 2,
+    },
+  );
+  // As the apps build it behind a pooler: unnamed statements only.
+  const pool = createPool(
+    { ...ctx.config, pgPooler: 'transaction', databaseUrl: bouncer.url('feed') },
+    'feed-test',
+    8,
+  );
+  try {
+    const feed = new VerdictFeed(pool);
+    const store = new EvaluationStore(pool);
+    const refs = pkgs(0, 12, 'feedbouncer');
+    const seen: VerdictChange[] = [];
+    await ctx.db.pool.query('TRUNCATE verdict_changes');
+    let cursor: bigint | null = null;
+    let writing = true;
+    const follower = (async () => {
+      for (;;) {
+        const done = !writing;
+        const page = await feed.read(cursor, 2);
+        seen.push(...page.changes);
+        cursor = decodeFeedCursor(page.next);
+        if (done && page.changes.length < 2) return;
+      }
+    })();
+    await Promise.all(
+      [0, 1, 2, 3].map(async (w) => {
+        for (let n = 0; n < 10; n++)
+          await store.record(
+            refs
+              .filter((_, i) => (i + n + w) % 3 === 0)
+              .map((r) => ({
+                ...r,
+                verdict: (n + w) % 2 ? 'malicious' : 'safe',
+                source: 'model',
+                threatIndex: n / 10,
+              })),
+            `writer${w}`,
+          );
+      }),
+    );
+    writing = false;
+    await follower;
+    const all = await new VerdictFeed(ctx.db.pool).read(null, 1000);
+    expect(all.changes.length).toBeGreaterThan(10);
+    expect(seen.map(identity)).toEqual(all.changes.map(identity));
+  } finally {
+    await pool.end();
+    await bouncer.remove();
+  }
 }, 120_000);
