@@ -10,6 +10,7 @@ import {
   RedisBuffer,
   ReportBuffer,
   ResultCache,
+  VerdictFeed,
   VerdictLsn,
   type Config,
   type Logger,
@@ -30,6 +31,7 @@ import { evaluationsRouter } from './routes/evaluations';
 import { healthRouter } from './routes/health';
 import { openApiRouter } from './routes/openapi';
 import { packagesRouter } from './routes/packages';
+import { verdictChangesRouter } from './routes/verdict-changes';
 import { rateLimit } from './rate-limit';
 
 export interface AppDeps {
@@ -140,6 +142,8 @@ export function createApp(deps: AppDeps): Express {
     }),
   );
   app.use(adminPackagesRouter({ pool, buffer, reports }));
+  // From the primary: the feed must hold a change as soon as its evaluation was acknowledged.
+  app.use(verdictChangesRouter(new VerdictFeed(pool)));
   app.use(notFound);
   app.use(errorHandler(config.retryAfterS));
   return app;

@@ -81,6 +81,73 @@ const verdictFields: JsonObject = {
 
 /** components.schemas: JSON Schema 2020-12, the dialect of OpenAPI 3.1. */
 export const componentSchemas: JsonObject = {
+  VerdictChange: {
+    type: 'object',
+    additionalProperties: false,
+    required: [
+      'kind',
+      'name',
+      'versionCode',
+      'signature',
+      'status',
+      'source',
+      'basis',
+      'threatIndex',
+      'changedAt',
+    ],
+    properties: {
+      kind: {
+        enum: ['package', 'signer'],
+        description:
+          "package: one package's answer changed; signer: a verdict on a signing certificate changed",
+      },
+      name: {
+        ...(packageFields.name as JsonObject),
+        type: ['string', 'null'],
+        description: 'null for a signer change',
+      },
+      versionCode: {
+        type: ['integer', 'null'],
+        minimum: 0,
+        maximum: Number.MAX_SAFE_INTEGER,
+        description: 'null for a signer change',
+      },
+      signature: { type: 'string', pattern: '^[0-9a-f]{64}$' },
+      status: { enum: ['safe', 'malicious', 'suspicious'], description: 'the status now answered' },
+      source: { enum: ['manual', 'model'] },
+      basis: {
+        enum: ['package', 'signer'],
+        description: "whose verdict the answer rests on: the package's own or its signer's",
+      },
+      threatIndex: { type: 'number', minimum: 0, maximum: 1 },
+      changedAt: iso,
+    },
+  },
+  VerdictChangesResponse: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['changes', 'next'],
+    properties: {
+      changes: { type: 'array', maxItems: 1000, items: ref('VerdictChange'), description: 'in commit order' },
+      next: {
+        type: 'string',
+        pattern: '^[A-Za-z0-9_-]{1,40}$',
+        description: 'opaque cursor: pass it as `after` to read on; returned even for an empty page',
+      },
+    },
+  },
+  CursorExpiredResponse: {
+    ...envelope({ const: 'cursor_expired' }),
+    required: ['error', 'oldest'],
+    properties: {
+      ...((envelope({ const: 'cursor_expired' }).properties ?? {}) as JsonObject),
+      oldest: {
+        type: 'string',
+        pattern: '^[A-Za-z0-9_-]{1,40}$',
+        description: 'cursor to follow from the oldest change kept, after resynchronising',
+      },
+    },
+  },
   PackageRef: {
     type: 'object',
     additionalProperties: false,

@@ -399,6 +399,69 @@ function paths(): JsonObject {
         },
       },
     },
+    '/v1/admin/verdict-changes': {
+      get: {
+        ...admin,
+        operationId: 'listVerdictChanges',
+        summary:
+          'Every change of an answered status, in commit order, paged by an opaque cursor (for push services)',
+        description:
+          'A follower stores `next` and passes it back as `after`; it never misses a change however evaluations ' +
+          'commit concurrently (ids are assigned in commit order) and never sees one twice. Without `after`: from ' +
+          'the oldest change kept. Changes are kept FEED_RETENTION_DAYS (default 30); a cursor older than that is ' +
+          '410 cursor_expired with `oldest`: resynchronise (re-check what the devices hold), then follow from it. ' +
+          'Read from the primary, so a change is in the feed as soon as its evaluation was answered.',
+        parameters: [
+          {
+            name: 'after',
+            in: 'query',
+            required: false,
+            schema: { type: 'string', pattern: '^[A-Za-z0-9_-]{1,40}$' },
+            description: 'a cursor returned as `next` (or `oldest`)',
+            example: 'dmMxOjEyMzQ',
+          },
+          {
+            name: 'limit',
+            in: 'query',
+            required: false,
+            schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
+            example: 100,
+          },
+        ],
+        responses: {
+          '200': ok('changes after the cursor, oldest first', 'VerdictChangesResponse', {
+            changes: [
+              {
+                kind: 'package',
+                ...examplePackage,
+                status: 'malicious',
+                source: 'manual',
+                basis: 'package',
+                threatIndex: 0.97,
+                changedAt: '2026-01-01T05:00:00.000Z',
+              },
+            ],
+            next: 'dmMxOjEyMzU',
+          }),
+          '400': use('BadRequest'),
+          '410': {
+            description:
+              'the cursor is older than the oldest change kept (FEED_RETENTION_DAYS): changes were missed',
+            content: json(ref('CursorExpiredResponse'), {
+              error: {
+                code: 'cursor_expired',
+                message:
+                  'changes after this cursor were deleted by retention (FEED_RETENTION_DAYS); resynchronise, then follow from `oldest`',
+                details: [{ path: 'after', message: 'expired' }],
+              },
+              oldest: 'dmMxOjEwMDA',
+            }),
+          },
+          ...adminCommon,
+          '503': use('Unavailable'),
+        },
+      },
+    },
     '/v1/admin/packages/{name}/{versionCode}/{signature}': {
       get: {
         ...admin,

@@ -370,6 +370,73 @@ test('valid edge cases are accepted: 1,000 packages, 255-character names, versio
   expect(results[998]).toEqual(results[0]);
 });
 
+test('generated hostile query strings on the verdict feed: 400 listing exactly the bad fields, never a 5xx', async () => {
+  const auth = { authorization: `Bearer ${TOKEN}` };
+  const goodCursor = Buffer.from('vc1:7').toString('base64url');
+  const badCursor = fc.oneof(
+    fc.string({ maxLength: 60 }),
+    fc.constantFrom(
+      '',
+      "' OR 1=1 --",
+      Buffer.from('vc1:-1').toString('base64url'),
+      Buffer.from('vc1:99999999999999999999').toString('base64url'),
+      Buffer.from('vc1:1; DROP TABLE verdict_changes').toString('base64url'),
+      `${goodCursor}==`,
+      'A'.repeat(5000),
+    ),
+  );
+  const badLimit = fc.oneof(
+    fc.string({ maxLength: 12 }),
+    fc.constantFrom('0', '-1', '1001', '1e3', '1.5', '0x10', ' 5', '99999999999999999999', 'NaN', ''),
+  );
+  const cases = fc.sample(
+    fc.record({
+      after: fc.option(badCursor, { nil: undefined }),
+      limit: fc.option(badLimit, { nil: undefined }),
+      extra: fc.option(fc.string({ minLength: 1, maxLength: 8 }), { nil: undefined }),
+      repeat: fc.boolean(),
+    }),
+    { numRuns: 1500, seed: 20261202 },
+  );
+  const failures: string[] = [];
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 8 }, async () => {
+      while (next < cases.length) {
+        const c = cases[next++] as (typeof cases)[number];
+        const q = new URLSearchParams();
+        if (c.after !== undefined) q.append('after', c.after);
+        if (c.limit !== undefined) q.append('limit', c.limit);
+        if (c.extra !== undefined) q.append(`x${c.extra}`, '1');
+        // A repeated parameter arrives as an array: bad whatever its values.
+        if (c.repeat) q.append('limit', '5');
+        const res = await fetch(`${server.url}/v1/admin/verdict-changes?${q.toString()}`, { headers: auth });
+        const body = (await res.json().catch(() => null)) as Envelope | { changes: unknown[] } | null;
+        const limits = [...(c.limit === undefined ? [] : [c.limit]), ...(c.repeat ? ['5'] : [])];
+        const limitBad =
+          limits.length > 1 ||
+          (limits.length === 1 &&
+            !(/^[0-9]{1,4}$/.test(limits[0]!) && +limits[0]! >= 1 && +limits[0]! <= 1000));
+        const cursorOk = c.after !== undefined && c.after === goodCursor;
+        const expected = [
+          ...(c.after !== undefined && !cursorOk ? ['after'] : []),
+          ...(limitBad ? ['limit'] : []),
+          ...(c.extra !== undefined ? [`x${c.extra}`] : []),
+        ].sort();
+        const got =
+          res.status === 400 && body && 'error' in body ? body.error.details.map((d) => d.path).sort() : null;
+        const ok =
+          expected.length === 0 ? res.status === 200 : JSON.stringify(got) === JSON.stringify(expected);
+        if (!ok)
+          failures.push(
+            `${q.toString().slice(0, 120)} -> ${res.status} ${JSON.stringify(body).slice(0, 200)}`,
+          );
+      }
+    }),
+  );
+  expect(failures.slice(0, 5)).toEqual([]);
+}, 120_000);
+
 test('injection-shaped input is refused by validation and never reaches SQL', async () => {
   const res = await server.request('POST', '/v1/packages/check', {
     packages: [{ name: "com.a'); DELETE FROM packages; --", versionCode: 1, signature: 'a'.repeat(64) }],

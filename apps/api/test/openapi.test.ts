@@ -3,7 +3,7 @@ import addFormats from 'ajv-formats';
 import type { Express } from 'express';
 import { Redis } from 'ioredis';
 import { Pool } from 'pg';
-import { createLogger } from '@safepkg/core';
+import { createLogger, encodeFeedCursor } from '@safepkg/core';
 import { freePort, pkgs, useTestContext } from '@safepkg/testkit';
 import { createApp } from '../src/app';
 import { ApiMetrics } from '../src/metrics';
@@ -219,6 +219,25 @@ test('400, 413 and 415 answers of every operation that reads a body or parameter
     const bad = await send(server, get, { url, headers: isAdmin(get) ? auth : {} });
     expect([url, bad.status]).toEqual([url, 400]);
     expect((bad.body as { error: { details: unknown[] } }).error.details).toHaveLength(3);
+  }
+});
+
+test('the verdict feed: 400 for a bad cursor or limit, 410 for a cursor older than the oldest change kept', async () => {
+  const feed = operations.find((o) => o.path === '/v1/admin/verdict-changes') as Operation;
+  const bad = await send(server, feed, { url: `${feed.path}?after=nope&limit=0`, headers: auth });
+  expect(bad.status).toBe(400);
+  expect((bad.body as { error: { details: unknown[] } }).error.details).toHaveLength(2);
+  // As retention leaves it after deleting the first five ids.
+  await ctx.db.pool.query('UPDATE verdict_feed_state SET pruned_to = 5');
+  try {
+    const gone = await send(server, feed, {
+      url: `${feed.path}?after=${encodeFeedCursor(1n)}`,
+      headers: auth,
+    });
+    expect(gone.status).toBe(410);
+    expect(gone.body).toMatchObject({ error: { code: 'cursor_expired' }, oldest: encodeFeedCursor(5n) });
+  } finally {
+    await ctx.db.pool.query('UPDATE verdict_feed_state SET pruned_to = 0');
   }
 });
 

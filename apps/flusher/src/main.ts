@@ -11,10 +11,12 @@ import {
   RedisBuffer,
   ReportBuffer,
   SafepkgError,
+  VerdictFeed,
 } from '@safepkg/core';
 import { crashPointFromEnv } from './crash-points';
 import { Flusher } from './flusher';
 import { createHealthServer } from './health-server';
+import { FeedRetention } from './feed-retention';
 import { FlusherMetrics } from './metrics';
 import { absorbClientErrors } from './pool-errors';
 import { RetentionSweeper } from './retention-sweeper';
@@ -70,6 +72,7 @@ async function main(): Promise<void> {
 
   const sweeper = new RetentionSweeper({ config, pool, redis, keys, buffer, metrics, logger });
   sweeper.start();
+  const feedRetention = new FeedRetention(new VerdictFeed(pool), config.feedRetentionDays, logger);
 
   const startedAt = Date.now();
   const health = createHealthServer({
@@ -101,6 +104,7 @@ async function main(): Promise<void> {
       lastTickAt = Date.now();
       const result = await flusher.tick();
       await flusher.observeBuffer().catch(() => undefined);
+      await feedRetention.maybePrune();
       return { partitions: result.partitions.length, error: result.error };
     },
     {

@@ -51,6 +51,8 @@ export interface Config {
   retryAfterS: number;
   /** How long an analysis claim is held before the package is handed out again. */
   analysisClaimTtlMs: number;
+  /** Verdict changes older than this are deleted from the feed by the flusher (hourly). */
+  feedRetentionDays: number;
   /** Requests one client (API key, else IP) may make per window; 0 turns rate limiting off. */
   rateLimitPoints: number;
   rateLimitWindowS: number;
@@ -124,6 +126,9 @@ export function configDefaults(): Config {
     flushBackoffMaxMs: 30000,
     retryAfterS: 1,
     analysisClaimTtlMs: 600_000,
+    // A push service that was down for a long weekend, or a month of holidays, still resumes
+    // from its cursor; beyond that it resynchronises (410 cursor_expired). The rows are small.
+    feedRetentionDays: 30,
     rateLimitPoints: 600,
     rateLimitWindowS: 60,
     rateLimitIpPoints: 6000,
@@ -230,6 +235,7 @@ const variables = {
   FLUSH_BACKOFF_MAX_MS: { field: 'flushBackoffMaxMs', schema: int(10, 3_600_000) },
   RETRY_AFTER_S: { field: 'retryAfterS', schema: int(1, 3600) },
   ANALYSIS_CLAIM_TTL_MS: { field: 'analysisClaimTtlMs', schema: int(1000, 7 * 86_400_000) },
+  FEED_RETENTION_DAYS: { field: 'feedRetentionDays', schema: int(1, 3650) },
   RATE_LIMIT_POINTS: { field: 'rateLimitPoints', schema: int(0, 1_000_000_000) },
   RATE_LIMIT_WINDOW_S: { field: 'rateLimitWindowS', schema: int(1, 86400) },
   RATE_LIMIT_IP_POINTS: { field: 'rateLimitIpPoints', schema: int(0, 1_000_000_000) },

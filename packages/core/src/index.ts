@@ -21,3 +21,4 @@ export * from './report-store';
 export * from './package-detail';
 export * from './retention-holds';
 export * from './retention-store';
+export * from './verdict-feed';

@@ -62,8 +62,9 @@ afterAll(async () => {
 test('the migrations are numbered files, in order, with unique ids', () => {
   const migrations = listMigrations();
   expect(migrations.length).toBeGreaterThanOrEqual(3);
-  // Strictly increasing and unique; numbers are handed out per branch, so a gap may exist until a merge.
+  // 1 … n with no gap: a migration number is never skipped once branches are merged.
   const ids = migrations.map((m) => m.id);
+  expect(ids).toEqual(ids.map((_, i) => i + 1));
   expect(ids).toEqual([...new Set(ids)].sort((a, b) => a - b));
   for (const m of migrations)
     expect(m.name).toMatch(new RegExp(`^${String(m.id).padStart(3, '0')}_[a-z0-9_]+$`));
@@ -97,6 +98,8 @@ test('on an empty database every migration applies, and a second run is a no-op'
     'safepkg_migrations',
     'signer_evaluations',
     'signers',
+    'verdict_changes',
+    'verdict_feed_state',
   ]);
   expect(schema.keyIndex).toMatch(
     /UNIQUE INDEX packages_key .*\(name, version_code, signature\) INCLUDE \(id, first_seen_at, verdict, threat_index, source, rev\)/,
