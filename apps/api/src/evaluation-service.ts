@@ -1,9 +1,7 @@
 import {
-  currentWalLsn,
   EvaluationStore,
   packageKey,
   statusOf,
-  UnavailableError,
   type EvaluationInput,
   type Logger,
   type ResultCache,
@@ -11,6 +9,7 @@ import {
 } from '@safepkg/core';
 import type { Pool } from 'pg';
 import { needDependency, needPostgresWrite } from './dependency-errors';
+import { publishVerdicts } from './verdict-publish';
 
 /**
  * Records verdicts and writes the packages' new status through the rev-guarded cache
@@ -37,26 +36,12 @@ export class EvaluationService {
       this.store.record(evaluations, actor),
     );
     const entries = updated.map((p) => ({ key: packageKey(p), status: statusOf(p) }));
-    // The verdicts are committed; the cache must not keep serving the old ones. A retry of
-    // the whole request is safe (history gains a duplicate row, status stays the same).
-    for (let attempt = 1; ; attempt++) {
-      try {
-        if (this.verdictLsn) await this.verdictLsn.raise(await currentWalLsn(this.pool));
-        await this.cache.fill(entries);
-        return evaluations.length;
-      } catch (err) {
-        if (attempt >= 3) {
-          this.logger.error({ err }, 'evaluations committed but verdict LSN or cache write-through failed');
-          throw new UnavailableError(
-            'evaluations stored, but caches could not be updated; retry the request',
-            {
-              cause: err,
-            },
-          );
-        }
-        await new Promise((r) => setTimeout(r, 50 * attempt));
-      }
-    }
+    await publishVerdicts(
+      'evaluations',
+      { pool: this.pool, logger: this.logger, verdictLsn: this.verdictLsn },
+      () => this.cache.fill(entries),
+    );
+    return evaluations.length;
   }
 
   claim(limit: number, leaseMs: number) {

@@ -1,8 +1,6 @@
 import {
-  currentWalLsn,
   signerStatusOf,
   SignerStore,
-  UnavailableError,
   type Logger,
   type ResultCache,
   type SignerEvaluationInput,
@@ -10,6 +8,7 @@ import {
 } from '@safepkg/core';
 import type { Pool } from 'pg';
 import { needPostgresWrite } from './dependency-errors';
+import { publishVerdicts } from './verdict-publish';
 
 /**
  * Records verdicts on signing certificates, then (after COMMIT) raises the shared verdict LSN
@@ -36,26 +35,11 @@ export class SignerEvaluationService {
       this.store.record(evaluations, actor),
     );
     const entries = updated.map((s) => ({ signature: s.signature, status: signerStatusOf(s) }));
-    // Committed: the cached verdicts (or negative entries) must not keep answering. A retry of
-    // the whole request is safe (history gains a duplicate row, the verdict stays the same).
-    for (let attempt = 1; ; attempt++) {
-      try {
-        if (this.verdictLsn) await this.verdictLsn.raise(await currentWalLsn(this.pool));
-        await this.cache.fill([], entries);
-        return evaluations.length;
-      } catch (err) {
-        if (attempt >= 3) {
-          this.logger.error(
-            { err },
-            'signer evaluations committed but verdict LSN or cache write-through failed',
-          );
-          throw new UnavailableError(
-            'signer evaluations stored, but caches could not be updated; retry the request',
-            { cause: err },
-          );
-        }
-        await new Promise((r) => setTimeout(r, 50 * attempt));
-      }
-    }
+    await publishVerdicts(
+      'signer evaluations',
+      { pool: this.pool, logger: this.logger, verdictLsn: this.verdictLsn },
+      () => this.cache.fill([], entries),
+    );
+    return evaluations.length;
   }
 }

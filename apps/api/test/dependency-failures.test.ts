@@ -1,7 +1,7 @@
-import { Redis } from 'ioredis';
-import { Pool } from 'pg';
-import { freePort, pkgs, useTestContext } from '@safepkg/testkit';
-import { serveApp, type TestServer } from './helpers';
+import type { Redis } from 'ioredis';
+import type { Pool } from 'pg';
+import { pkgs, useTestContext } from '@safepkg/testkit';
+import { deadDependencies, serveApp, type TestServer } from './helpers';
 
 const TOKEN = 'dependency-admin-token-0123456789';
 const ctx = useTestContext({ adminToken: TOKEN, bufferPartitions: 1 });
@@ -12,17 +12,12 @@ let pgDown: TestServer;
 let redisDown: TestServer;
 let deadPool: Pool;
 let deadRedis: Redis;
+let closeDead: () => Promise<void>;
 beforeAll(async () => {
-  const closed = await freePort();
-  deadPool = new Pool({ connectionString: `postgres://postgres@127.0.0.1:${closed}/none` });
-  deadPool.on('error', () => undefined);
-  deadRedis = new Redis({
-    port: closed,
-    lazyConnect: true,
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    retryStrategy: () => null,
-  });
+  const dead = await deadDependencies();
+  closeDead = dead.close;
+  deadPool = dead.pool;
+  deadRedis = dead.redis;
   server = await serveApp(ctx);
   pgDown = await serveApp(ctx, {}, { pool: deadPool });
   // Scheduling a flush goes through Redis (BullMQ in main.ts); a PING on the dead client stands in for it.
@@ -34,8 +29,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await Promise.all([server.close(), pgDown.close(), redisDown.close()]);
-  deadRedis.disconnect();
-  await deadPool.end().catch(() => undefined);
+  await closeDead();
 });
 
 type Res = Awaited<ReturnType<TestServer['request']>>;

@@ -1,7 +1,9 @@
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { createLogger, type Config } from '@safepkg/core';
-import type { TestContext } from '@safepkg/testkit';
+import { freePort, type TestContext } from '@safepkg/testkit';
+import { Redis } from 'ioredis';
+import { Pool } from 'pg';
 import { createApp, type AppDeps } from '../src/app';
 import { ApiMetrics } from '../src/metrics';
 
@@ -52,6 +54,31 @@ export async function serveApp(
         // not JSON: keep the text
       }
       return { status: res.status, headers: res.headers, body: parsed };
+    },
+  };
+}
+
+/**
+ * A PostgreSQL pool and a Redis client pointed at a port nobody listens on: every call fails at
+ * once (no offline queue, no retries), as with a dependency that is down.
+ */
+export async function deadDependencies(): Promise<{ pool: Pool; redis: Redis; close(): Promise<void> }> {
+  const closed = await freePort();
+  const pool = new Pool({ connectionString: `postgres://postgres@127.0.0.1:${closed}/none` });
+  pool.on('error', () => undefined);
+  const redis = new Redis({
+    port: closed,
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+  });
+  return {
+    pool,
+    redis,
+    async close() {
+      redis.disconnect();
+      await pool.end().catch(() => undefined);
     },
   };
 }

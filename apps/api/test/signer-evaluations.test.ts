@@ -1,8 +1,8 @@
-import { Redis } from 'ioredis';
-import { Pool } from 'pg';
+import type { Redis } from 'ioredis';
+import type { Pool } from 'pg';
 import { PackageStore, packageKey, RedisBuffer } from '@safepkg/core';
-import { freePort, pkgs, useTestContext } from '@safepkg/testkit';
-import { serveApp, type TestServer } from './helpers';
+import { pkgs, useTestContext } from '@safepkg/testkit';
+import { deadDependencies, serveApp, type TestServer } from './helpers';
 
 const TOKEN = 'signer-admin-token-0123456789';
 const ctx = useTestContext({ adminToken: TOKEN });
@@ -337,26 +337,20 @@ test('a slow reader that read an old signer row (none, or an older rev) cannot p
 describe('degraded: signer verdicts are still answered', () => {
   let deadPool: Pool;
   let deadRedis: Redis;
+  let closeDead: () => Promise<void>;
   let pgDown: TestServer;
   let redisDown: TestServer;
   beforeAll(async () => {
-    const closed = await freePort();
-    deadPool = new Pool({ connectionString: `postgres://postgres@127.0.0.1:${closed}/none` });
-    deadPool.on('error', () => undefined);
-    deadRedis = new Redis({
-      port: closed,
-      lazyConnect: true,
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      retryStrategy: () => null,
-    });
+    const dead = await deadDependencies();
+    closeDead = dead.close;
+    deadPool = dead.pool;
+    deadRedis = dead.redis;
     pgDown = await serveApp(ctx, {}, { pool: deadPool });
     redisDown = await serveApp(ctx, {}, { redis: deadRedis });
   });
   afterAll(async () => {
     await Promise.all([pgDown.close(), redisDown.close()]);
-    deadRedis.disconnect();
-    await deadPool.end().catch(() => undefined);
+    await closeDead();
   });
 
   test('Redis down: signer verdicts come from PostgreSQL; PostgreSQL down: from the cache', async () => {
