@@ -1,5 +1,5 @@
 import { userInfo } from 'node:os';
-import { Pool, type ClientConfig } from 'pg';
+import { Pool, type ClientConfig, type PoolClient } from 'pg';
 import type { Config } from './config';
 
 /**
@@ -73,4 +73,23 @@ export function createPool(
   });
   if (pooled) behindTransactionPooler.add(pool);
   return pool;
+}
+
+/**
+ * Runs `work` in one transaction on a pooled connection: COMMIT when it returns, ROLLBACK when
+ * it throws (the error is rethrown; a failed ROLLBACK is not what the caller needs to hear).
+ */
+export async function inTransaction<T>(pool: Pool, work: (client: PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    const result = await work(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
 }

@@ -1,4 +1,5 @@
 import type { Pool } from 'pg';
+import { inTransaction } from './db';
 import { packageKey, type PackageRef } from './package-key';
 import type { StoredPackage, Verdict, VerdictSource } from './store';
 import { PackageStore } from './store';
@@ -45,27 +46,25 @@ export class EvaluationStore {
     const names = evaluations.map((e) => e.name);
     const versions = evaluations.map((e) => String(e.versionCode));
     const signatures = evaluations.map((e) => e.signature);
-    const client = await this.pool.connect();
-    try {
-      await client.query('BEGIN');
+    return inTransaction(this.pool, async (client) => {
       // Concurrent batches over overlapping packages must take their locks in one order, or
       // they deadlock (40P01): new keys are inserted in key order, then every row is locked
       // in id order before the trigger's UPDATE touches them.
       const insertNew = () =>
         client.query(
           `INSERT INTO packages (name, version_code, signature, first_seen_at)
-           SELECT DISTINCT k.name, k.version_code, k.signature, $4::timestamptz
-             FROM unnest($1::text[], $2::bigint[], $3::text[]) AS k(name, version_code, signature)
-            ORDER BY k.name, k.version_code, k.signature
-           ON CONFLICT (name, version_code, signature) DO NOTHING`,
+         SELECT DISTINCT k.name, k.version_code, k.signature, $4::timestamptz
+           FROM unnest($1::text[], $2::bigint[], $3::text[]) AS k(name, version_code, signature)
+          ORDER BY k.name, k.version_code, k.signature
+         ON CONFLICT (name, version_code, signature) DO NOTHING`,
           [names, versions, signatures, now.toISOString()],
         );
       // How many distinct packages it locked (a key given twice joins twice).
       const lock = async () => {
         const { rows } = await client.query<{ id: string }>(
           `SELECT p.id FROM unnest($1::text[], $2::bigint[], $3::text[]) AS k(name, version_code, signature)
-             JOIN packages p ON p.name = k.name AND p.version_code = k.version_code AND p.signature = k.signature
-            ORDER BY p.id FOR UPDATE OF p`,
+           JOIN packages p ON p.name = k.name AND p.version_code = k.version_code AND p.signature = k.signature
+          ORDER BY p.id FOR UPDATE OF p`,
           [names, versions, signatures],
         );
         return new Set(rows.map((r) => r.id)).size;
@@ -80,11 +79,11 @@ export class EvaluationStore {
       // In input order, so that of two evaluations of one source in a batch the later wins.
       await client.query(
         `INSERT INTO evaluations (package_id, source, verdict, threat_index, created_by)
-         SELECT p.id, k.source, k.verdict, k.threat_index, $7
-           FROM unnest($1::text[], $2::bigint[], $3::text[], $4::verdict_source[], $5::verdict[], $6::real[])
-                WITH ORDINALITY AS k(name, version_code, signature, source, verdict, threat_index, ord)
-           JOIN packages p ON p.name = k.name AND p.version_code = k.version_code AND p.signature = k.signature
-          ORDER BY k.ord`,
+       SELECT p.id, k.source, k.verdict, k.threat_index, $7
+         FROM unnest($1::text[], $2::bigint[], $3::text[], $4::verdict_source[], $5::verdict[], $6::real[])
+              WITH ORDINALITY AS k(name, version_code, signature, source, verdict, threat_index, ord)
+         JOIN packages p ON p.name = k.name AND p.version_code = k.version_code AND p.signature = k.signature
+        ORDER BY k.ord`,
         [
           names,
           versions,
@@ -98,14 +97,8 @@ export class EvaluationStore {
       const unique = new Map<string, PackageRef>();
       for (const e of evaluations) unique.set(packageKey(e), e);
       const rows = await this.packages.lookupWith(client, [...unique.values()]);
-      await client.query('COMMIT');
       return [...rows.values()];
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    } finally {
-      client.release();
-    }
+    });
   }
 
   /**

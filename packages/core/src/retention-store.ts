@@ -1,4 +1,5 @@
 import type { Pool } from 'pg';
+import { inTransaction } from './db';
 import { packageKey } from './package-key';
 
 /**
@@ -71,9 +72,7 @@ export class RetentionStore {
 
   async sweepBatch(options: SweepBatchOptions): Promise<SweepBatchResult> {
     const { threshold, after, limit } = options;
-    const client = await this.pool.connect();
-    try {
-      await client.query('BEGIN');
+    return inTransaction(this.pool, async (client) => {
       // SET LOCAL through set_config(…, true): transaction-scoped, so safe behind a transaction pooler.
       await client.query(
         `SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true)`,
@@ -82,10 +81,10 @@ export class RetentionStore {
       // The partial index packages_retention (007) serves this as a bounded range scan.
       const scanned = await client.query<{ id: string; t: string }>(
         `SELECT p.id, p.first_seen_at::text AS t FROM packages p
-          WHERE p.verdict IS NULL AND p.first_seen_at < $1::timestamptz
-            AND (p.first_seen_at, p.id) > ($2::timestamptz, $3::bigint)
-          ORDER BY p.first_seen_at, p.id
-          LIMIT $4`,
+        WHERE p.verdict IS NULL AND p.first_seen_at < $1::timestamptz
+          AND (p.first_seen_at, p.id) > ($2::timestamptz, $3::bigint)
+        ORDER BY p.first_seen_at, p.id
+        LIMIT $4`,
         [threshold.toISOString(), after?.firstSeenAt ?? '-infinity', after?.id ?? '0', limit],
       );
       const last = scanned.rows[scanned.rows.length - 1];
@@ -99,7 +98,6 @@ export class RetentionStore {
         queueRows: 0,
       };
       if (scanned.rows.length === 0) {
-        await client.query('COMMIT');
         return result;
       }
       // Re-checked on each row's latest version as it is locked (READ COMMITTED re-evaluates the
@@ -111,9 +109,9 @@ export class RetentionStore {
         signature: string;
       }>(
         `SELECT p.id, p.name, p.version_code, p.signature FROM packages p
-          WHERE p.id = ANY($1::bigint[]) AND ${sweepable('$2::timestamptz')}
-          ORDER BY p.id
-          FOR UPDATE OF p SKIP LOCKED`,
+        WHERE p.id = ANY($1::bigint[]) AND ${sweepable('$2::timestamptz')}
+        ORDER BY p.id
+        FOR UPDATE OF p SKIP LOCKED`,
         [scanned.rows.map((r) => r.id), threshold.toISOString()],
       );
       result.locked = locked.rows.length;
@@ -132,24 +130,18 @@ export class RetentionStore {
         // the locks are held no evaluation can add a row (its foreign-key check waits for them).
         const deleted = await client.query<{ id: string; queued: string }>(
           `WITH d AS (
-             DELETE FROM packages p WHERE p.id = ANY($1::bigint[]) AND ${sweepable('$2::timestamptz')}
-             RETURNING p.id
-           ), q AS (
-             DELETE FROM analysis_queue q USING d WHERE q.package_id = d.id RETURNING q.package_id
-           )
-           SELECT d.id, (SELECT count(*) FROM q) AS queued FROM d`,
+           DELETE FROM packages p WHERE p.id = ANY($1::bigint[]) AND ${sweepable('$2::timestamptz')}
+           RETURNING p.id
+         ), q AS (
+           DELETE FROM analysis_queue q USING d WHERE q.package_id = d.id RETURNING q.package_id
+         )
+         SELECT d.id, (SELECT count(*) FROM q) AS queued FROM d`,
           [ids, threshold.toISOString()],
         );
         result.deleted = deleted.rows.map((r) => byId.get(r.id) as string);
         result.queueRows = Number(deleted.rows[0]?.queued ?? 0);
       }
-      await client.query('COMMIT');
       return result;
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    } finally {
-      client.release();
-    }
+    });
   }
 }

@@ -1,5 +1,5 @@
 import type { Pool, PoolClient } from 'pg';
-import { statementName } from './db';
+import { inTransaction, statementName } from './db';
 import type { Verdict, VerdictSource } from './store';
 
 type Queryable = Pick<Pool, 'query'> | PoolClient;
@@ -73,16 +73,14 @@ export class SignerStore {
    */
   async record(evaluations: readonly SignerEvaluationInput[], createdBy: string): Promise<StoredSigner[]> {
     if (evaluations.length === 0) return [];
-    const client = await this.pool.connect();
-    try {
-      await client.query('BEGIN');
+    return inTransaction(this.pool, async (client) => {
       // In input order, so that of two evaluations of one source in a batch the later wins.
       await client.query(
         `INSERT INTO signer_evaluations (signature, source, verdict, threat_index, created_by)
-         SELECT k.signature, k.source, k.verdict, k.threat_index, $5
-           FROM unnest($1::text[], $2::verdict_source[], $3::verdict[], $4::real[])
-                WITH ORDINALITY AS k(signature, source, verdict, threat_index, ord)
-          ORDER BY k.ord`,
+       SELECT k.signature, k.source, k.verdict, k.threat_index, $5
+         FROM unnest($1::text[], $2::verdict_source[], $3::verdict[], $4::real[])
+              WITH ORDINALITY AS k(signature, source, verdict, threat_index, ord)
+        ORDER BY k.ord`,
         [
           evaluations.map((e) => e.signature),
           evaluations.map((e) => e.source),
@@ -92,13 +90,7 @@ export class SignerStore {
         ],
       );
       const rows = await lookupSigners(client, this.pool, [...new Set(evaluations.map((e) => e.signature))]);
-      await client.query('COMMIT');
       return [...rows.values()];
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    } finally {
-      client.release();
-    }
+    });
   }
 }
