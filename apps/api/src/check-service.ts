@@ -11,7 +11,7 @@ import {
   type PackageStore,
   type ReadPool,
   type RedisBuffer,
-  type ReportBuffer,
+  type ReportCoalescer,
   type ResultCache,
   type StoredPackage,
   type StoredSigner,
@@ -52,7 +52,7 @@ export interface CheckDeps {
   reads?: Pick<ReadPool, 'lookupMany' | 'lookupSigners'>;
   buffer: RedisBuffer;
   /** Null only in the benchmark's baseline (SAFEPKG_TEST_NO_REPORTS=1): reports are not counted. */
-  reports: ReportBuffer | null;
+  reports: Pick<ReportCoalescer, 'add'> | null;
   writeMode: WriteMode;
   /**
    * Misses pending in the buffer and first buffered less than this long ago (ms) are answered
@@ -330,9 +330,10 @@ export class CheckService {
   }
 
   /**
-   * One report per distinct package. Normally into Redis (one pipelined script call per touched
-   * partition), after the buffer add: a counted package is then always buffered or stored, which
-   * the flusher's ordering relies on. Without Redis, straight into PostgreSQL, where the request's
+   * One report per distinct package. Normally into Redis, coalesced with the checks answered
+   * together (one script call per batch; per touched partition on a cluster), after the buffer
+   * add: a counted package is then always buffered or stored, which the flusher's ordering
+   * relies on. Without Redis, straight into PostgreSQL, where the request's
    * packages now are. A failure here makes the request 503 (nothing else was answered yet).
    */
   private async countReports(refs: PackageRef[], keys: string[], now: number, withoutRedis: boolean) {

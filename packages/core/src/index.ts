@@ -17,6 +17,7 @@ export * from './signer-store';
 export * from './read-pool';
 export * from './verdict-lsn';
 export * from './report-buffer';
+export * from './report-coalescer';
 export * from './report-store';
 export * from './package-detail';
 export * from './retention-holds';

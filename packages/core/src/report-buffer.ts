@@ -70,26 +70,37 @@ export class ReportBuffer {
   ) {}
 
   /**
-   * Counts one report of each key (distinct keys, one check answered 200): one script call on a
-   * single Redis whatever the partitions, one per touched partition on a Redis Cluster (one slot
-   * each), issued together so they pipeline. One round trip per request either way. (Sixteen calls
-   * per request cost the api a third more CPU per package in a quick steady run; see README.)
+   * Counts one report of each key (distinct keys, one check answered 200) at `now`.
    */
-  async add(keys: readonly string[], now: number): Promise<void> {
-    const groups = new Map<number, string[]>();
-    for (const key of keys) {
-      const p = partitionOf(key, this.partitions);
+  add(keys: readonly string[], now: number): Promise<void> {
+    return this.addCounts(keys.map((key) => ({ key, count: 1, lastSeenAt: now })));
+  }
+
+  /**
+   * Adds counted reports (distinct keys; counts >= 1, e.g. several checks coalesced): one
+   * script call on a single Redis whatever the partitions, one per touched partition on a Redis
+   * Cluster (one slot each), issued together so they pipeline. One round trip either way.
+   * (Sixteen calls per request cost the api a third more CPU per package in a quick steady run;
+   * see README.)
+   */
+  async addCounts(deltas: readonly ReportDelta[]): Promise<void> {
+    const groups = new Map<number, ReportDelta[]>();
+    for (const d of deltas) {
+      const p = partitionOf(d.key, this.partitions);
       let g = groups.get(p);
       if (!g) groups.set(p, (g = []));
-      g.push(key);
+      g.push(d);
     }
-    const call = (parts: [number, string[]][]) =>
-      runScript(
+    const call = (parts: [number, ReportDelta[]][]) => {
+      const args: (string | number)[] = parts.map(([, g]) => g.length);
+      for (const [, g] of parts) for (const d of g) args.push(d.key, d.count, d.lastSeenAt);
+      return runScript(
         this.redis,
         'reports-add',
         parts.map(([p]) => this.keys.partition(p).reports),
-        [now, ...parts.map(([, g]) => g.length), ...parts.flatMap(([, g]) => g)],
+        args,
       );
+    };
     if (isCluster(this.redis)) await Promise.all([...groups].map((part) => call([part])));
     else await call([...groups]);
   }
