@@ -74,7 +74,10 @@ async function main(): Promise<void> {
       ['buffer add (all new)', () => buffer.add(fresh().map((key) => ({ key, payload: { t: Date.now() } })))],
       ['reports add (one call per check)', () => reports.add(request(), Date.now())],
       // What the api does: the checks in flight together share one write (group commit).
-      [`reports add (coalesced, ${concurrency} checks in flight)`, () => coalescer.add(request(), Date.now())],
+      [
+        `reports add (coalesced, ${concurrency} checks in flight)`,
+        () => coalescer.add(request(), Date.now()),
+      ],
     ];
     console.log(
       `Redis ${server.url} on cores ${JSON.stringify(topology.redis)}; ${perRequest} packages/request, ${concurrency} in flight, ${seconds} s per step`,

@@ -100,7 +100,7 @@ function unknownResult(ref: PackageRef, pending: boolean): PackageResult {
  * verdict. Only status, source, threatIndex and basis change; known/pending/firstSeenAt stay
  * the package's. Combined at answer time, so a signer verdict never rewrites package entries.
  */
-function withSigner(result: PackageResult, signer: CachedSigner | undefined): PackageResult {
+export function withSigner(result: PackageResult, signer: CachedSigner | undefined): PackageResult {
   if (!signer?.verdict || result.source === 'manual') return result;
   if (result.source === 'model' && signer.source !== 'manual') return result;
   return {

@@ -298,6 +298,8 @@ export const componentSchemas: JsonObject = {
       'evaluations',
       'evaluationsTotal',
       'analysis',
+      'signer',
+      'answer',
     ],
     properties: {
       ...packageFields,
@@ -351,6 +353,32 @@ export const componentSchemas: JsonObject = {
           enqueuedAt: { ...iso, type: ['string', 'null'] },
           claimedUntil: { ...iso, type: ['string', 'null'] },
           attempts: { type: ['integer', 'null'], minimum: 0 },
+        },
+      },
+      signer: {
+        type: ['object', 'null'],
+        additionalProperties: false,
+        required: ['status', 'threatIndex', 'source', 'rev'],
+        description:
+          "the signing certificate's current verdict (POST /v1/admin/signer-evaluations); null when it has none",
+        properties: {
+          status: { enum: ['safe', 'malicious', 'suspicious'] },
+          threatIndex: { type: 'number', minimum: 0, maximum: 1 },
+          source: { enum: ['manual', 'model'] },
+          rev: { type: 'integer', minimum: 1 },
+        },
+      },
+      answer: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['status', 'threatIndex', 'source', 'basis'],
+        description:
+          "what a check answers for it now: the package's own verdict (status, threatIndex, source above) combined with its signer's, package manual > signer manual > package model > signer model",
+        properties: {
+          status: { enum: ['safe', 'malicious', 'suspicious', 'unknown'] },
+          threatIndex: { type: ['number', 'null'], minimum: 0, maximum: 1 },
+          source: { enum: ['manual', 'model', null] },
+          basis: { enum: ['package', 'signer', null] },
         },
       },
     },

@@ -211,6 +211,46 @@ describe('answering from package and signer verdicts', () => {
         expected[i],
       );
     }
+    // The analyst's view shows the same answer, the package's own verdict and the signer's.
+    const signerOf = new Map([
+      [manualSigner, ['malicious', 'manual', 0.9]],
+      [modelSigner, ['malicious', 'model', 0.8]],
+    ]);
+    for (const [i, ref] of all.entries()) {
+      const res = await podA.request(
+        'GET',
+        `/v1/admin/packages/${ref!.name}/${ref!.versionCode}/${ref!.signature}`,
+        undefined,
+        auth,
+      );
+      expect(res.status).toBe(200);
+      const d = res.body as {
+        status: string;
+        answer: { status: string; source: string | null; threatIndex: number | null; basis: string | null };
+        signer: { status: string; source: string; threatIndex: number; rev: number } | null;
+      };
+      const a = d.answer;
+      expect([a.status, a.source, a.threatIndex && Number(a.threatIndex.toFixed(2)), a.basis]).toEqual(
+        expected[i],
+      );
+      const s = d.signer;
+      expect(s && [s.status, s.source, Number(s.threatIndex.toFixed(2))]).toEqual(
+        signerOf.get(ref!.signature) ?? null,
+      );
+      if (s) expect(s.rev).toBe(1);
+    }
+    // The package's own status stays its own: the signer does not rewrite it.
+    const own2 = await podA.request(
+      'GET',
+      `/v1/admin/packages/${pNoneVsSignerModel!.name}/${pNoneVsSignerModel!.versionCode}/${pNoneVsSignerModel!.signature}`,
+      undefined,
+      auth,
+    );
+    expect(own2.body).toMatchObject({
+      status: 'unknown',
+      source: null,
+      answer: { status: 'malicious', basis: 'signer' },
+    });
   });
 
   test('a new signer verdict is answered by every pod on the next check for cached, stored-uncached and never-seen packages, without rewriting package entries', async () => {
