@@ -5,6 +5,12 @@
  *   safepkg-analyst claim [--limit N]     claim packages waiting for analysis, print them as JSON
  *   safepkg-analyst submit <file.json>    post verdicts: a JSON array of evaluations (claim output with
  *                                         verdict, threatIndex and optionally source added; source defaults to manual)
+ *   safepkg-analyst submit-signers <file.json>
+ *                                         post signing-certificate verdicts: a JSON array of
+ *                                         {signature, verdict, threatIndex, source?} (source defaults to manual)
+ *   safepkg-analyst show <name> <versionCode> <signature>
+ *                                         one package: seen, reports, its own verdict and history,
+ *                                         its signer's verdict, the answer a check gives, analysis state
  *
  * Environment: SAFEPKG_URL (default http://127.0.0.1:8080), ADMIN_TOKEN (required),
  * SAFEPKG_ACTOR (optional, recorded as the evaluations' author).
@@ -13,7 +19,7 @@ import { readFileSync } from 'node:fs';
 
 class UsageError extends Error {}
 
-async function call(path: string, body: unknown): Promise<unknown> {
+async function call(path: string, body?: unknown): Promise<unknown> {
   const base = process.env.SAFEPKG_URL ?? 'http://127.0.0.1:8080';
   const token = process.env.ADMIN_TOKEN;
   if (!token) throw new UsageError('ADMIN_TOKEN is not set');
@@ -22,10 +28,21 @@ async function call(path: string, body: unknown): Promise<unknown> {
     authorization: `Bearer ${token}`,
   };
   if (process.env.SAFEPKG_ACTOR) headers['x-actor'] = process.env.SAFEPKG_ACTOR;
-  const res = await fetch(new URL(path, base), { method: 'POST', headers, body: JSON.stringify(body) });
+  const res = await fetch(
+    new URL(path, base),
+    body === undefined ? { headers } : { method: 'POST', headers, body: JSON.stringify(body) },
+  );
   const text = await res.text();
   if (!res.ok) throw new Error(`${path} answered ${res.status}: ${text}`);
   return JSON.parse(text) as unknown;
+}
+
+/** The evaluations of a file: an array, or an object with an `evaluations` array. */
+function readList(file: string): Record<string, unknown>[] {
+  const parsed = JSON.parse(readFileSync(file, 'utf8')) as unknown;
+  const list = Array.isArray(parsed) ? parsed : (parsed as { evaluations?: unknown }).evaluations;
+  if (!Array.isArray(list)) throw new UsageError('the file must hold an array of evaluations');
+  return list as Record<string, unknown>[];
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -39,11 +56,8 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   if (command === 'submit' && rest[0]) {
-    const parsed = JSON.parse(readFileSync(rest[0], 'utf8')) as unknown;
-    const list = Array.isArray(parsed) ? parsed : (parsed as { evaluations?: unknown }).evaluations;
-    if (!Array.isArray(list)) throw new UsageError('the file must hold an array of evaluations');
     // Claim output annotated with verdicts is accepted as is: fields other than these are dropped.
-    const evaluations = list.map((e: Record<string, unknown>) => ({
+    const evaluations = readList(rest[0]).map((e) => ({
       name: e.name,
       versionCode: e.versionCode,
       signature: e.signature,
@@ -54,7 +68,24 @@ async function main(argv: string[]): Promise<void> {
     console.log(JSON.stringify(await call('/v1/admin/evaluations', { evaluations })));
     return;
   }
-  throw new UsageError('usage: safepkg-analyst claim [--limit N] | safepkg-analyst submit <file.json>');
+  if (command === 'submit-signers' && rest[0]) {
+    const evaluations = readList(rest[0]).map((e) => ({
+      signature: e.signature,
+      verdict: e.verdict,
+      source: e.source ?? 'manual',
+      threatIndex: e.threatIndex,
+    }));
+    console.log(JSON.stringify(await call('/v1/admin/signer-evaluations', { evaluations })));
+    return;
+  }
+  if (command === 'show' && rest.length === 3) {
+    const path = `/v1/admin/packages/${rest.map((p) => encodeURIComponent(p as string)).join('/')}`;
+    console.log(JSON.stringify(await call(path), null, 2));
+    return;
+  }
+  throw new UsageError(
+    'usage: safepkg-analyst claim [--limit N] | submit <file.json> | submit-signers <file.json> | show <name> <versionCode> <signature>',
+  );
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => {
