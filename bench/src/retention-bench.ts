@@ -13,7 +13,8 @@ import { percentiles, round } from './stats';
  * Issue 16's retention measurement, in a scratch database of its own: lookup p99 (the lookup
  * probe's closed loops over packages that stay) without a sweep, then while `rows` old
  * packages are swept in RETENTION_BATCH_SIZE batches by the flusher's own batch code
- * (RetentionStore, with the Redis hold check against a bench prefix); and the table's and
+ * (RetentionStore, with the Redis hold check against a bench prefix), pausing
+ * RETENTION_BATCH_PAUSE_MS between batches as the sweeper does; and the table's and
  * indexes' sizes and dead tuples before, after the sweep and after a VACUUM.
  * Autovacuum is off on the table for the run, so that what the sweep leaves is measured, not
  * whatever autovacuum got to; the VACUUM afterwards is what autovacuum would have to do.
@@ -26,6 +27,8 @@ export interface RetentionOptions {
   /** Packages that stay, looked up by the probe. */
   keptRows: number;
   batchSize: number;
+  /** Pause between batches, ms (RETENTION_BATCH_PAUSE_MS; 0 = back to back). */
+  pauseMs: number;
   /** Length of the baseline window, s. */
   baselineS: number;
   concurrency: number;
@@ -49,11 +52,23 @@ export interface RetentionResult {
   rows: number;
   keptRows: number;
   batchSize: number;
+  /** The pause between batches the sweep ran with, ms. */
+  pauseMs: number;
   baseline: { lookups: number; p50Ms: number; p99Ms: number };
   duringSweep: { lookups: number; p50Ms: number; p99Ms: number };
   /** during / baseline p99 (issue 16's target: ≤ 1.2). */
   p99Ratio: number;
-  sweep: { deleted: number; batches: number; seconds: number; rowsPerS: number; maxBatchMs: number };
+  sweep: {
+    deleted: number;
+    batches: number;
+    seconds: number;
+    rowsPerS: number;
+    maxBatchMs: number;
+    /** Mean time of one batch (its transaction and Redis calls), pauses excluded. */
+    meanBatchMs: number;
+    /** Time spent pausing between batches, s. */
+    pausedS: number;
+  };
   vacuum: { seconds: number };
   sizes: { before: RelationSizes; afterSweep: RelationSizes; afterVacuum: RelationSizes };
 }
@@ -162,7 +177,9 @@ export async function runRetentionBench(o: RetentionOptions): Promise<RetentionR
     let deleted = 0;
     let batches = 0;
     let maxBatchMs = 0;
-    o.log(`retention: sweeping in batches of ${o.batchSize}`);
+    let batchMsTotal = 0;
+    let pausedMs = 0;
+    o.log(`retention: sweeping in batches of ${o.batchSize}, pausing ${o.pauseMs} ms between batches`);
     const sweepFrom = probe.mark();
     const started = performance.now();
     do {
@@ -178,10 +195,18 @@ export async function runRetentionBench(o: RetentionOptions): Promise<RetentionR
         await redis.unlink(...b.deleted.map((k) => keys.cache(k)));
         await heldInRedis(redis, keys, 16, b.deleted);
       }
-      maxBatchMs = Math.max(maxBatchMs, performance.now() - t0);
+      const batchMs = performance.now() - t0;
+      maxBatchMs = Math.max(maxBatchMs, batchMs);
+      batchMsTotal += batchMs;
       deleted += b.deleted.length;
       batches++;
       cursor = b.cursor;
+      // The sweeper's pause: between two batches of the pass, none after the last.
+      if (cursor && o.pauseMs > 0) {
+        const p0 = performance.now();
+        await new Promise((r) => setTimeout(r, o.pauseMs));
+        pausedMs += performance.now() - p0;
+      }
     } while (cursor);
     const seconds = (performance.now() - started) / 1000;
     // The probe reports every 200 ms: wait for the tick that covers the sweep's end.
@@ -205,6 +230,7 @@ export async function runRetentionBench(o: RetentionOptions): Promise<RetentionR
       rows: o.rows,
       keptRows: o.keptRows,
       batchSize: o.batchSize,
+      pauseMs: o.pauseMs,
       baseline,
       duringSweep,
       p99Ratio: round(duringSweep.p99Ms / baseline.p99Ms, 2),
@@ -214,6 +240,8 @@ export async function runRetentionBench(o: RetentionOptions): Promise<RetentionR
         seconds: round(seconds, 2),
         rowsPerS: Math.round(deleted / seconds),
         maxBatchMs: round(maxBatchMs, 1),
+        meanBatchMs: round(batchMsTotal / Math.max(1, batches), 1),
+        pausedS: round(pausedMs / 1000, 2),
       },
       vacuum: { seconds: round(vacuumS, 2) },
       sizes: { before, afterSweep, afterVacuum },

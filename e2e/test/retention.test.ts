@@ -53,8 +53,20 @@ test('the flusher process sweeps old packages in batches, keeps recent and repor
   expect(rows).toEqual([{ name: reported.name, reports: '1' }]);
   expect(Number((await ctx.db.pool.query('SELECT count(*) AS n FROM analysis_queue')).rows[0].n)).toBe(21);
 
-  const metrics = parseMetrics(await (await fetch(`${flusher.url}/metrics`)).text());
-  const value = (name: string) => metrics.filter((s) => s.name === name).reduce((a, s) => a + s.value, 0);
+  // The pass ends after its last deletions: one more (short) batch after a pause of
+  // RETENTION_BATCH_PAUSE_MS; the last-sweep gauge is set when it has.
+  const scrape = async () =>
+    parseMetrics(await (await fetch(`${(flusher as RunningApp).url}/metrics`)).text());
+  const sum = (m: Awaited<ReturnType<typeof scrape>>, name: string) =>
+    m.filter((s) => s.name === name).reduce((a, s) => a + s.value, 0);
+  const metrics = await waitFor(
+    async () => {
+      const m = await scrape();
+      return sum(m, 'safepkg_retention_last_sweep_timestamp_seconds') > 0 && m;
+    },
+    { what: 'the end of the sweep' },
+  );
+  const value = (name: string) => sum(metrics, name);
   expect(value('safepkg_retention_swept_total')).toBe(300);
   expect(value('safepkg_retention_last_sweep_timestamp_seconds')).toBeGreaterThan(0);
   expect(value('safepkg_retention_sweep_duration_seconds_count')).toBeGreaterThan(0);

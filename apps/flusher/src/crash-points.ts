@@ -10,6 +10,10 @@ import { ConfigError } from '@safepkg/core';
  * - reports-taken: report deltas moved to in-flight sets under their flush ids, nothing written
  * - before-reports-clear: a transaction that applied report sets committed (entries confirmed),
  *                   the in-flight sets not yet dropped
+ * - retention-before-commit: a retention batch ran its DELETE, not committed (rolled back by the
+ *                   kill); counts batches that deleted something
+ * - retention-batch-deleted: a retention batch committed; its cursor not yet written, its cache
+ *                   entries not dropped, the lease left to expire; counts as above
  */
 export const CRASH_POINTS = [
   'lease-held',
@@ -18,6 +22,8 @@ export const CRASH_POINTS = [
   'mid-confirm',
   'reports-taken',
   'before-reports-clear',
+  'retention-before-commit',
+  'retention-batch-deleted',
 ] as const;
 export type CrashPoint = (typeof CRASH_POINTS)[number];
 

@@ -57,6 +57,8 @@ async function main(): Promise<void> {
   const keys = new KeySchema(config.keyPrefix);
   const metrics = new FlusherMetrics();
   const buffer = new RedisBuffer(redis, keys, config.bufferPartitions, config.maxBufferDepth);
+  // One hook for the flush and the sweep: it counts only the point it was given.
+  const checkpoint = crashPointFromEnv(process.env);
   const flusher = new Flusher({
     config,
     redis,
@@ -67,10 +69,10 @@ async function main(): Promise<void> {
     metrics,
     logger,
     leases: process.env.SAFEPKG_TEST_NO_LEASE !== '1',
-    checkpoint: crashPointFromEnv(process.env),
+    checkpoint,
   });
 
-  const sweeper = new RetentionSweeper({ config, pool, redis, keys, buffer, metrics, logger });
+  const sweeper = new RetentionSweeper({ config, pool, redis, keys, buffer, metrics, logger, checkpoint });
   sweeper.start();
   const feedRetention = new FeedRetention(new VerdictFeed(pool), config.feedRetentionDays, logger);
 
@@ -122,6 +124,7 @@ async function main(): Promise<void> {
       intervalMs: config.flushIntervalMs,
       batchSize: config.flushBatchSize,
       retentionDays: config.retentionDays,
+      retentionBatchPauseMs: config.retentionBatchPauseMs,
     },
     'safepkg flusher started',
   );
@@ -138,7 +141,7 @@ async function main(): Promise<void> {
       process.exit(1);
     }, 20_000);
     force.unref();
-    // The sweep's current batch (one short transaction) finishes; no new one starts.
+    // The sweep's current batch (one short transaction) finishes, a pause ends at once; no new batch starts.
     await sweeper.stop();
     await worker.close().catch(() => undefined);
     await queue.close().catch(() => undefined);

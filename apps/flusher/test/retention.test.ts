@@ -8,9 +8,9 @@ import {
   type Config,
   type PackageRef,
 } from '@safepkg/core';
-import { pkg, pkgs, storedReports, useTestContext } from '@safepkg/testkit';
+import { pkg, pkgs, storedReports, useTestContext, waitFor } from '@safepkg/testkit';
 import { Client } from 'pg';
-import { RetentionSweeper, type RetentionSweeperDeps } from '../src/retention-sweeper';
+import { RetentionSweeper, type RetentionSweeperDeps, type Sleep } from '../src/retention-sweeper';
 import { counterValue, testFlusher } from './helpers';
 
 const PARTITIONS = 4;
@@ -269,4 +269,91 @@ test('a batch that meets a lock it must wait for times out and rolls back whole;
   }
   expect(await sweeper.sweep(NOW)).toMatchObject({ error: null, deleted: 3 });
   expect(await queueRows()).toBe(0);
+});
+
+describe('RETENTION_BATCH_PAUSE_MS', () => {
+  /**
+   * The order of batches and pauses, seen through the hooks rather than a clock: each batch
+   * logs when it asks Redis, each pause step logs its length, whether a PostgreSQL client is
+   * checked out of the pool, and whether the lease is still this sweep's.
+   */
+  function recording(config: Partial<Config>) {
+    const events: string[] = [];
+    let leaseToken: string | null = null;
+    const sleep: Sleep = async (ms) => {
+      const checkedOut = ctx.db.pool.totalCount - ctx.db.pool.idleCount;
+      const token = await ctx.redis.get(ctx.keys.retentionLock());
+      leaseToken ??= token;
+      events.push(`pause ${ms} clients=${checkedOut} lease=${token !== null && token === leaseToken}`);
+    };
+    const t = sweeperFor(config, {
+      sleep,
+      afterHeldCheck: async () => {
+        events.push('batch');
+      },
+    });
+    return { ...t, events };
+  }
+
+  test('pauses between two batches, not after the last; no PostgreSQL client is held and the lease stays ours', async () => {
+    await store(pkgs(0, 25, 'paced'), OLD);
+    const { sweeper, events } = recording({ retentionBatchSize: 10, retentionBatchPauseMs: 250 });
+    const r = await sweeper.sweep(NOW);
+    // 25 entries in batches of 10: 10, 10, 5 (short: the pass ends).
+    expect(r).toMatchObject({ error: null, deleted: 25, batches: 3, pauses: 2, passComplete: true });
+    const pause = 'pause 250 clients=0 lease=true';
+    expect(events).toEqual(['batch', pause, 'batch', pause, 'batch']);
+  });
+
+  test('a pause longer than a third of LOCK_TTL_MS is split, the lease renewed after each step', async () => {
+    await store(pkgs(0, 15, 'longpause'), OLD);
+    const { sweeper, events } = recording({
+      retentionBatchSize: 10,
+      retentionBatchPauseMs: 800,
+      lockTtlMs: 1000,
+    });
+    expect(await sweeper.sweep(NOW)).toMatchObject({ error: null, deleted: 15, batches: 2, pauses: 1 });
+    const step = (ms: number) => `pause ${ms} clients=0 lease=true`;
+    expect(events).toEqual(['batch', step(333), step(333), step(134), 'batch']);
+  });
+
+  test('0 runs the batches back to back', async () => {
+    await store(pkgs(0, 25, 'nopause'), OLD);
+    const { sweeper, events } = recording({ retentionBatchSize: 10, retentionBatchPauseMs: 0 });
+    expect(await sweeper.sweep(NOW)).toMatchObject({ error: null, deleted: 25, batches: 3, pauses: 0 });
+    expect(events).toEqual(['batch', 'batch', 'batch']);
+  });
+
+  test('the lease survives a real pause of more than LOCK_TTL_MS (renewed during it)', async () => {
+    // Real time: without the renewals the 1 s lease would expire during the 1.5 s pauses, the
+    // renewal after the second batch would fail and the sweep stop there, lease lost (and
+    // meanwhile another flusher could have taken the sweep).
+    await store(pkgs(0, 25, 'realpause'), OLD);
+    const { sweeper } = sweeperFor({
+      retentionBatchSize: 10,
+      retentionBatchPauseMs: 1500,
+      lockTtlMs: 1000,
+    });
+    const r = await sweeper.sweep(NOW);
+    expect(r).toMatchObject({ error: null, deleted: 25, batches: 3, pauses: 2, passComplete: true });
+    expect(await ctx.redis.exists(ctx.keys.retentionLock())).toBe(0);
+  });
+
+  test('stop() during a pause ends it at once: no further batch, the lease released, the pass resumable', async () => {
+    await store(pkgs(0, 25, 'stoppause'), OLD);
+    // Ten minutes, the longest allowed: were stop() to wait for the pause, the test would time out.
+    const { sweeper } = sweeperFor({ retentionBatchSize: 10, retentionBatchPauseMs: 600_000 });
+    const sweep = sweeper.sweep(NOW);
+    // The cursor is written after the first batch's COMMIT, right before its pause.
+    await waitFor(() => ctx.redis.exists(ctx.keys.retentionCursor()), { what: 'the first batch' });
+    await sweeper.stop();
+    const r = await sweep;
+    expect(r).toMatchObject({ error: null, deleted: 10, batches: 1, pauses: 1, passComplete: false });
+    expect((await storedKeys()).size).toBe(15);
+    expect(await ctx.redis.exists(ctx.keys.retentionLock())).toBe(0);
+    // A stopped sweeper starts no new sweep; the next one (another process) resumes from the cursor.
+    expect(await sweeper.sweep(NOW)).toMatchObject({ skipped: 'stopping' });
+    const next = sweeperFor({ retentionBatchSize: 10, retentionBatchPauseMs: 0 }).sweeper;
+    expect(await next.sweep(NOW)).toMatchObject({ error: null, deleted: 15, batches: 2, passComplete: true });
+  });
 });

@@ -46,6 +46,12 @@ export interface SweepBatchOptions {
   limit: number;
   /** Asked while the candidates' rows are locked: the keys to keep (pending in Redis). */
   held: (packageKeys: readonly string[]) => Promise<Set<string>>;
+  /**
+   * Fault-test hook: runs after the batch's DELETE, before its COMMIT (inside the transaction),
+   * only when the batch deleted something. A process killed there leaves a transaction that
+   * PostgreSQL rolls back when the connection drops.
+   */
+  beforeCommit?: () => void | Promise<void>;
 }
 
 /** An error code PostgreSQL gives a batch that timed out on a lock or a statement. */
@@ -140,6 +146,7 @@ export class RetentionStore {
         );
         result.deleted = deleted.rows.map((r) => byId.get(r.id) as string);
         result.queueRows = Number(deleted.rows[0]?.queued ?? 0);
+        if (result.deleted.length > 0) await options.beforeCommit?.();
       }
       return result;
     });

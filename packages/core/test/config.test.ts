@@ -59,16 +59,21 @@ test('retention is off unless RETENTION_DAYS is set; its bounds are enforced', (
     retentionBatchSize: 1000,
     retentionLockTimeoutMs: 100,
     retentionStatementTimeoutMs: 5000,
+    retentionBatchPauseMs: 200,
   });
   expect(loadConfig({ RETENTION_DAYS: '1' }).retentionDays).toBe(1);
+  // 0 = batches back to back (the behaviour before the pause existed).
+  expect(loadConfig({ RETENTION_BATCH_PAUSE_MS: '0' }).retentionBatchPauseMs).toBe(0);
   const err = failure({
     RETENTION_DAYS: '0',
     RETENTION_SWEEP_INTERVAL_MS: '999',
     RETENTION_BATCH_SIZE: '10001',
     RETENTION_LOCK_TIMEOUT_MS: '0',
     RETENTION_STATEMENT_TIMEOUT_MS: 'soon',
+    RETENTION_BATCH_PAUSE_MS: '-1',
   });
   expect(badVariables(err)).toEqual([
+    'RETENTION_BATCH_PAUSE_MS',
     'RETENTION_BATCH_SIZE',
     'RETENTION_DAYS',
     'RETENTION_LOCK_TIMEOUT_MS',
@@ -123,6 +128,7 @@ test('every variable is parsed into its field', () => {
     RETENTION_BATCH_SIZE: '500',
     RETENTION_LOCK_TIMEOUT_MS: '50',
     RETENTION_STATEMENT_TIMEOUT_MS: '2000',
+    RETENTION_BATCH_PAUSE_MS: '0',
   };
   // The test covers every variable loadConfig knows: a new one must be added here too.
   expect(Object.keys(env).sort()).toEqual([...CONFIG_VARIABLES].sort());
@@ -170,6 +176,7 @@ test('every variable is parsed into its field', () => {
     retentionBatchSize: 500,
     retentionLockTimeoutMs: 50,
     retentionStatementTimeoutMs: 2000,
+    retentionBatchPauseMs: 0,
   };
   expect(loadConfig(env)).toEqual(expected);
   // Every field is reachable from some variable (none is a default nobody can change).
