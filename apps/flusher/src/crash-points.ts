@@ -4,7 +4,8 @@ import { ConfigError } from '@safepkg/core';
  * Named points of the flush protocol where a fault test may crash the flusher. Each one
  * leaves a different state behind (see docs/faults-flusher.md):
  * - lease-held:   lease taken, nothing read yet (the lease lingers until LOCK_TTL_MS)
- * - after-read:   a batch read from Redis, nothing written
+ * - after-read:   a batch read from Redis, nothing written (from the 2nd round on, the previous
+ *                 round's confirm may still be running beside it)
  * - after-commit: the batch committed in PostgreSQL, nothing confirmed in Redis
  * - mid-confirm:  between two compare-and-delete calls of one committed batch
  * - reports-taken: report deltas moved to in-flight sets under their flush ids, nothing written

@@ -18,7 +18,13 @@ import { liveCursors, readRound, type PartitionCursor, type RoundEntry } from '.
 import { startPrefetch, type Prefetch } from './prefetch';
 import { LeaseKeeper } from './lease-keeper';
 import type { FlusherMetrics } from './metrics';
-import { RoundWriter, type PartitionCounts, type ReportOf, type RoundResult } from './round-writer';
+import {
+  RoundWriter,
+  type PartitionCounts,
+  type ReportOf,
+  type RoundOrder,
+  type RoundResult,
+} from './round-writer';
 
 /** What one partition contributed to a tick. */
 export interface PartitionFlushResult extends PartitionCounts {
@@ -235,6 +241,9 @@ export class Flusher {
             .map((s) => ({ ...s, deltas: [...(unwritten.get(s.partition)?.values() ?? [])] }))
         : [];
     let prefetch: Prefetch | null = null;
+    // The last round's Redis confirm, left running beside the next round's transaction (which
+    // waits for it before its COMMIT); the tick ends only once it is done.
+    let confirming: Promise<void> = Promise.resolve();
     try {
       let round = this.stopping ? [] : await readRound(buffer, cursors, config.flushBatchSize);
       for (;;) {
@@ -246,7 +255,13 @@ export class Flusher {
           !this.stopping && liveCursors(cursors).length > 0
             ? startPrefetch(readRound(buffer, cursors, config.flushBatchSize))
             : null;
-        written(await this.writeRound(round, finishing, isLost, result, byPartition, reportOf));
+        const done = await this.writeRound(round, finishing, isLost, result, byPartition, reportOf, {
+          previous: confirming,
+          // Only when another round follows: the tick's last round confirms in line.
+          overlap: prefetch !== null && !this.stopping,
+        });
+        written(done.insertedWithReports);
+        confirming = done.confirmed;
         if (this.stopping || !prefetch) break;
         // Between rounds, as between batches before: a partition whose renewal fails is dropped from the
         // tick. Every held lease, not only live cursors: the prefetched round may hold entries of a
@@ -255,10 +270,12 @@ export class Flusher {
         round = await prefetch.entries;
         prefetch = null;
       }
+      await confirming;
     } finally {
-      // A read still in flight when the tick ends (stop, error) is waited for, so the tick leaves no
-      // Redis call behind it, and its entries are dropped unwritten.
+      // A read or confirm still in flight when the tick ends (stop, error) is waited for, so the
+      // tick leaves no Redis call behind it; read entries are dropped unwritten.
       await prefetch?.settled;
+      await confirming.catch(() => undefined);
     }
     result.partitions = [...byPartition.values()]
       .filter((r) => r.rows > 0 || r.deadLettered > 0)
@@ -272,11 +289,12 @@ export class Flusher {
     result: TickResult,
     byPartition: Map<number, PartitionFlushResult>,
     reportOf: ReportOf,
-  ): Promise<RoundResult['insertedWithReports']> {
+    order: RoundOrder,
+  ): Promise<Pick<RoundResult, 'insertedWithReports' | 'confirmed'>> {
     const { logger, metrics } = this.deps;
     const roundStarted = Date.now();
     const end = metrics.batchDuration.startTimer();
-    const written = await this.writer.write(round, isLost, reportSets, reportOf);
+    const written = await this.writer.write(round, isLost, reportSets, reportOf, order);
     end();
     result.rounds++;
     result.reports += written.reports;
@@ -313,7 +331,7 @@ export class Flusher {
         'flushed round',
       );
     }
-    return written.insertedWithReports;
+    return written;
   }
 
   private async record(result: TickResult): Promise<void> {

@@ -30,6 +30,23 @@ export interface RoundResult extends PartitionCounts {
   reports: number;
   /** Packages this round inserted with their count from a set: that part of the set is done. */
   insertedWithReports: { partition: number; key: string }[];
+  /**
+   * The round's Redis confirm when it was left running (`overlap`): settled (its rejection
+   * handled) only once awaited by the caller. Otherwise already done.
+   */
+  confirmed: Promise<void>;
+}
+
+/**
+ * How a round is ordered with the one before it. `previous`: that round's confirm, still
+ * running; every transaction of this round waits for it just before its COMMIT, so at any
+ * COMMIT every earlier round is confirmed (the states the crash-point tests pin stay exact) and
+ * a failed confirm rolls this round back. `overlap`: leave this round's own confirm running
+ * (returned as `confirmed`) so it runs beside the next round's transaction.
+ */
+export interface RoundOrder {
+  previous?: Promise<void>;
+  overlap?: boolean;
 }
 
 /** A package's count in the tick's report set of its partition, if it has one. */
@@ -86,6 +103,7 @@ export class RoundWriter {
     isLost: (partition: number) => boolean,
     reportSets: readonly ReportSet[] = [],
     reportOf: ReportOf = () => undefined,
+    order: RoundOrder = {},
   ): Promise<RoundResult> {
     const result: RoundResult = {
       rows: 0,
@@ -95,7 +113,10 @@ export class RoundWriter {
       reportsDone: [],
       reports: 0,
       insertedWithReports: [],
+      confirmed: Promise.resolve(),
     };
+    const previous = order.previous;
+    const beforeCommit = previous ? () => previous : undefined;
     const valid: Item[] = [];
     const malformed: RoundEntry[] = [];
     for (const { partition, entry } of round) {
@@ -116,8 +137,10 @@ export class RoundWriter {
       await this.deadLetter(p, entries, { code: 'malformed_key', message: 'not a package key' }, result);
     }
     const sets = reportSets.filter((s) => !isLost(s.partition));
-    const unapplied = await this.writeIsolating(valid, isLost, result, sets);
-    if (unapplied.length > 0) await this.writeReportsAlone(unapplied, isLost, result);
+    // Only a round that finishes no report set overlaps: a set is dropped after its entries are confirmed.
+    const overlap = order.overlap === true && sets.length === 0;
+    const unapplied = await this.writeIsolating(valid, isLost, result, beforeCommit, sets, overlap);
+    if (unapplied.length > 0) await this.writeReportsAlone(unapplied, isLost, result, beforeCommit);
     return result;
   }
 
@@ -126,10 +149,11 @@ export class RoundWriter {
     sets: readonly ReportSet[],
     isLost: (partition: number) => boolean,
     result: RoundResult,
+    beforeCommit: (() => Promise<void>) | undefined,
   ): Promise<void> {
     const live = sets.filter((s) => !isLost(s.partition));
     if (live.length === 0) return;
-    const { reports } = await this.deps.store.flushRound([], live);
+    const { reports } = await this.deps.store.flushRound([], live, beforeCommit);
     await this.finishReports(live, reports, result);
   }
 
@@ -174,7 +198,9 @@ export class RoundWriter {
     items: Item[],
     isLost: (partition: number) => boolean,
     result: RoundResult,
+    beforeCommit: (() => Promise<void>) | undefined,
     reportSets: readonly ReportSet[] = [],
+    overlap = false,
   ): Promise<ReportSet[]> {
     // Checked before every PostgreSQL write, halves included: a partition whose lease was lost
     // (another flusher may be on it) has nothing more written by this one.
@@ -188,6 +214,7 @@ export class RoundWriter {
       const written = await this.deps.store.flushRound(
         live.map((i) => i.row),
         sets,
+        beforeCommit,
       );
       const refs = written.inserted;
       applied = written.reports;
@@ -218,12 +245,19 @@ export class RoundWriter {
         return sets;
       }
       const mid = live.length >> 1;
-      await this.writeIsolating(live.slice(0, mid), isLost, result);
-      await this.writeIsolating(live.slice(mid), isLost, result);
+      await this.writeIsolating(live.slice(0, mid), isLost, result, beforeCommit);
+      await this.writeIsolating(live.slice(mid), isLost, result, beforeCommit);
       return sets;
     }
     await this.deps.checkpoint?.('after-commit');
-    await this.confirm(live);
+    if (overlap) {
+      const confirming = this.confirm(live);
+      // Awaited by the caller later; a rejection meanwhile is not an unhandled one.
+      confirming.catch(() => undefined);
+      result.confirmed = confirming;
+    } else {
+      await this.confirm(live);
+    }
     for (const i of live) this.counts(result, i.partition).rows++;
     result.rows += live.length;
     result.newRows += inserted;

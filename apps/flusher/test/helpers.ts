@@ -16,9 +16,13 @@ import { absorbClientErrors } from '../src/pool-errors';
 /** The real store, counting its batch writes (each one PostgreSQL transaction). */
 export class CountingStore extends PackageStore {
   inserts = 0;
-  override async flushRound(rows: readonly NewPackage[], reports: readonly ReportSet[]) {
+  override async flushRound(
+    rows: readonly NewPackage[],
+    reports: readonly ReportSet[],
+    beforeCommit?: () => Promise<void>,
+  ) {
     if (rows.length > 0 || reports.length > 0) this.inserts++;
-    return super.flushRound(rows, reports);
+    return super.flushRound(rows, reports, beforeCommit);
   }
 }
 

@@ -48,9 +48,13 @@ class RecordingBuffer extends RedisBuffer {
 /** The real store, whose writes run a hook first (to wait for, or cut, something mid-round). */
 class HookedStore extends CountingStore {
   beforeInsert: (call: number) => Promise<void> = async () => undefined;
-  override async flushRound(rows: readonly NewPackage[], reports: readonly ReportSet[]) {
+  override async flushRound(
+    rows: readonly NewPackage[],
+    reports: readonly ReportSet[],
+    beforeCommit?: () => Promise<void>,
+  ) {
     await this.beforeInsert(this.inserts + 1);
-    return super.flushRound(rows, reports);
+    return super.flushRound(rows, reports, beforeCommit);
   }
 }
 

@@ -1,6 +1,7 @@
 import { Pool } from 'pg';
 import { RedisBuffer } from '@safepkg/core';
 import { bufferPackages, flushState, pkg, useTestContext, waitFor } from '@safepkg/testkit';
+import { Backoff } from '../src/backoff';
 import { countStatements, counterValue, testFlusher } from './helpers';
 
 const PARTITIONS = 16;
@@ -119,4 +120,87 @@ test('stray partitions (beyond BUFFER_PARTITIONS) are drained in the same rounds
   const s = await state();
   expect(s.storedKeys).toEqual([...keys].sort());
   expect(s).toMatchObject({ pending: 0, queued: 1500, queuedDistinct: 1500, leases: 0 });
+});
+
+test("a round's confirm runs beside the next round's transaction, whose COMMIT waits for it", async () => {
+  let release!: () => void;
+  const held = new Promise<void>((r) => (release = r));
+  let atMidConfirm = 0;
+  let reachedPause!: () => void;
+  const paused = new Promise<void>((r) => (reachedPause = r));
+  // A pool of its own, so the open flush transaction can be seen in pg_stat_activity.
+  const pool = new Pool({ connectionString: ctx.db.url, max: 2, application_name: 'overlap-flusher' });
+  try {
+    const t = testFlusher(ctx, {
+      pool,
+      config: { bufferPartitions: 1, flushBatchSize: 200 },
+      deps: {
+        checkpoint: async (point) => {
+          // Round 1's confirm (two calls of 100): hold it between its calls.
+          if (point !== 'mid-confirm' || ++atMidConfirm !== 1) return;
+          reachedPause();
+          await held;
+        },
+      },
+    });
+    const keys = await bufferPackages(t.buffer, 600, 'overlap');
+    const tick = t.flusher.tick();
+    await paused;
+    // Round 2 has been read and its transaction runs (COPY, INSERT) while round 1's confirm is
+    // held; it waits before its COMMIT, so only round 1's rows are visible.
+    await waitFor(
+      async () =>
+        (
+          await ctx.db.pool.query(
+            "SELECT 1 FROM pg_stat_activity WHERE application_name = 'overlap-flusher' AND state = 'idle in transaction'",
+          )
+        ).rowCount === 1,
+      { what: "round 2's transaction open before round 1's confirm is done" },
+    );
+    const mid = await state();
+    expect(mid.storedKeys).toHaveLength(200);
+    expect(mid.pending).toBe(600 - 100);
+    release();
+    const r = await tick;
+    expect(r.error).toBeNull();
+    expect(r.rounds).toBe(3);
+    const s = await state();
+    expect(s.storedKeys).toEqual([...keys].sort());
+    expect(s).toMatchObject({ pending: 0, dead: 0, queued: 600, queuedDistinct: 600, leases: 0 });
+  } finally {
+    release();
+    await pool.end();
+  }
+});
+
+test('a failed confirm rolls the next round back: the tick fails with every uncommitted entry still pending', async () => {
+  // A clock far ahead after each failure: the retry tick is never skipped for backoff.
+  let now = 0;
+  const backoff = new Backoff(
+    ctx.config.flushIntervalMs,
+    ctx.config.flushBackoffMaxMs,
+    Math.random,
+    () => (now += 3_600_000),
+  );
+  const t = testFlusher(ctx, { config: { bufferPartitions: 1, flushBatchSize: 200 }, deps: { backoff } });
+  const keys = await bufferPackages(t.buffer, 600, 'confirmfail');
+  const confirm = t.buffer.confirm.bind(t.buffer);
+  let calls = 0;
+  t.buffer.confirm = async (...args: Parameters<typeof confirm>) => {
+    // Round 1's second confirm call fails, as a Redis error would.
+    if (++calls === 2) throw new Error('redis went away');
+    return confirm(...args);
+  };
+  const r = await t.flusher.tick();
+  expect(r.error).toMatch(/redis went away/);
+  const s = await state();
+  // Round 1 committed; round 2 was rolled back at its COMMIT; nothing is lost, nothing doubled.
+  expect(s.storedKeys).toHaveLength(200);
+  expect(s.pending).toBe(600 - 100);
+  t.buffer.confirm = confirm;
+  const again = await t.flusher.tick();
+  expect(again.error).toBeNull();
+  const end = await state();
+  expect(end.storedKeys).toEqual([...keys].sort());
+  expect(end).toMatchObject({ pending: 0, queued: 600, queuedDistinct: 600 });
 });

@@ -158,13 +158,18 @@ export class PackageStore {
    * insertBatch plus the report sets of the partitions this round finishes, applied in the
    * same transaction after the INSERT (one more statement), each set at most once by the
    * ledger. With report sets but no rows it is one autocommit statement; with neither, nothing.
+   * `beforeCommit` is awaited just before the COMMIT (before the autocommit statement), and a
+   * throw rolls the transaction back: the flusher orders its rounds' Redis confirms with it.
    */
   async flushRound(
     rows: readonly NewPackage[],
     reports: readonly ReportSet[],
+    beforeCommit?: () => Promise<void>,
   ): Promise<{ inserted: PackageRef[]; reports: ReportApplyResult | null }> {
     if (rows.length === 0) {
-      return { inserted: [], reports: reports.length > 0 ? await applyReportSets(this.pool, reports) : null };
+      if (reports.length === 0) return { inserted: [], reports: null };
+      await beforeCommit?.();
+      return { inserted: [], reports: await applyReportSets(this.pool, reports) };
     }
     const client = await this.pool.connect();
     let broken: Error | undefined;
@@ -175,6 +180,7 @@ export class PackageStore {
       const { rows: inserted } =
         await client.query<Pick<PackageRowDb, 'name' | 'version_code' | 'signature'>>(STAGING_INSERT);
       const applied = reports.length > 0 ? await applyReportSets(client, reports) : null;
+      await beforeCommit?.();
       await client.query('COMMIT');
       return {
         inserted: inserted.map((r) => ({
