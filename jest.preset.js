@@ -17,6 +17,7 @@ module.exports = {
   moduleNameMapper: {
     '^@safepkg/core$': path.join(__dirname, 'packages/core/src/index.ts'),
     '^@safepkg/testkit$': path.join(__dirname, 'packages/testkit/src/index.ts'),
+    '^@safepkg/pg-process$': path.join(__dirname, 'packages/pg-process/src/index.ts'),
   },
   testTimeout: 30000,
 };

@@ -86,64 +86,107 @@ async function reportKeys(redis: Redis, keys: KeySchema, partitions: number): Pr
 /**
  * Fills the buffer with `entries` never-seen packages straight through RedisBuffer.add
  * (big calls, a few in flight) and, `withReports`, counts each once as the check that buffered
- * it does; then starts one flusher and samples the depth until the buffer (and the report
- * deltas) are empty.
+ * it does. The prefix is emptied first.
+ */
+export async function fillBuffer(
+  env: BenchEnv,
+  redis: Redis,
+  catalogue: Catalogue,
+  entries: number,
+  withReports: boolean,
+  rng: Random,
+): Promise<{ fillMs: number; buffer: RedisBuffer }> {
+  const keys = new KeySchema(env.keyPrefix);
+  await deletePrefix(redis, env.keyPrefix);
+  const partitions = configDefaults().bufferPartitions;
+  const buffer = new RedisBuffer(redis, keys, partitions, Number.MAX_SAFE_INTEGER);
+  const reports = new ReportBuffer(redis, keys, partitions);
+  const t0 = Date.now();
+  const chunk = 20_000;
+  let next = 0;
+  const filler = async () => {
+    while (next < entries) {
+      const from = next;
+      const n = Math.min(chunk, entries - from);
+      next += n;
+      const t = Date.now();
+      const fill = drainRefs(catalogue, 'drain', from, n, rng).map((r) => packageKey(r.ref));
+      await buffer.add(fill.map((key) => ({ key, payload: { t } })));
+      if (withReports) await reports.add(fill, t);
+    }
+  };
+  await Promise.all([filler(), filler(), filler()]);
+  const fillMs = Date.now() - t0;
+  const filled = await bufferDepth(redis, keys);
+  if (filled !== entries) throw new Error(`buffer holds ${filled} entries, expected ${entries}`);
+  return { fillMs, buffer };
+}
+
+export interface FlushedBuffer {
+  /** Date.now() when the flusher was launched, when the depth first dropped, when all was empty. */
+  startedAt: number;
+  firstDropAt: number;
+  emptyAt: number;
+  depthOverTime: { tMs: number; depth: number }[];
+}
+
+/**
+ * Starts one flusher on `cores` and samples the depth every 200 ms until the buffer (and
+ * the report deltas) are empty; the flusher is stopped before returning.
+ */
+export async function flushUntilEmpty(
+  env: BenchEnv,
+  redis: Redis,
+  databaseUrl: string,
+  entries: number,
+  cores: number[] | null,
+  nodeArgs: string[] = [],
+): Promise<FlushedBuffer> {
+  const keys = new KeySchema(env.keyPrefix);
+  const partitions = configDefaults().bufferPartitions;
+  const started = Date.now();
+  const flusher = await startApp('flusher', appEnv(env, databaseUrl), nodeArgs, cores);
+  const depthOverTime: { tMs: number; depth: number }[] = [];
+  let firstDrop: number | null = null;
+  let now: number;
+  try {
+    for (;;) {
+      const depth = await bufferDepth(redis, keys);
+      now = Date.now();
+      depthOverTime.push({ tMs: now - started, depth });
+      if (firstDrop === null && depth < entries) firstDrop = now;
+      if (depth === 0 && (await reportKeys(redis, keys, partitions)) === 0) break;
+      if (now - started > 900_000) throw new Error('buffer not drained in 15 minutes');
+      await sleep(200);
+    }
+  } finally {
+    await flusher.stop();
+  }
+  return { startedAt: started, firstDropAt: firstDrop ?? started, emptyAt: now, depthOverTime };
+}
+
+/**
+ * Fills the buffer (fillBuffer), then starts one flusher and samples the depth until the
+ * buffer is empty (flushUntilEmpty); then the flush statements and batch steps, measured.
  */
 export async function runDrain(env: BenchEnv, entries: number, withReports = true): Promise<DrainResult> {
   const redis = new Redis(env.redisUrl);
-  const keys = new KeySchema(env.keyPrefix);
   const catalogue = new Catalogue({ ...env.catalogue, knownApps: 1, hotApps: 1 });
   try {
-    await deletePrefix(redis, env.keyPrefix);
     const databaseUrl = await resetBenchDatabase(env.template);
-    const partitions = configDefaults().bufferPartitions;
-    const buffer = new RedisBuffer(redis, keys, partitions, Number.MAX_SAFE_INTEGER);
-    const reports = new ReportBuffer(redis, keys, partitions);
     const rng = new Random(env.seed + 17);
-    const t0 = Date.now();
-    const chunk = 20_000;
-    let next = 0;
-    const filler = async () => {
-      while (next < entries) {
-        const from = next;
-        const n = Math.min(chunk, entries - from);
-        next += n;
-        const t = Date.now();
-        const fill = drainRefs(catalogue, 'drain', from, n, rng).map((r) => packageKey(r.ref));
-        await buffer.add(fill.map((key) => ({ key, payload: { t } })));
-        if (withReports) await reports.add(fill, t);
-      }
-    };
-    await Promise.all([filler(), filler(), filler()]);
-    const fillMs = Date.now() - t0;
-    const filled = await bufferDepth(redis, keys);
-    if (filled !== entries) throw new Error(`buffer holds ${filled} entries, expected ${entries}`);
+    const { fillMs, buffer } = await fillBuffer(env, redis, catalogue, entries, withReports, rng);
     env.log(`drain: ${entries} entries buffered in ${fillMs} ms; starting the flusher`);
 
     const before = await databaseStats();
-    const started = Date.now();
     const nodeArgs = env.profileDir
       ? ['--cpu-prof', `--cpu-prof-dir=${join(env.profileDir, 'drain', 'flusher')}`]
       : [];
     // The drain runs alone: the flusher takes the api's cores, off PostgreSQL's.
-    const flusher = await startApp('flusher', appEnv(env, databaseUrl), nodeArgs, env.topology.api);
-    const depthOverTime: { tMs: number; depth: number }[] = [];
-    let firstDrop: number | null = null;
-    try {
-      for (;;) {
-        const depth = await bufferDepth(redis, keys);
-        const now = Date.now();
-        depthOverTime.push({ tMs: now - started, depth });
-        if (firstDrop === null && depth < entries) firstDrop = now;
-        if (depth === 0 && (await reportKeys(redis, keys, partitions)) === 0) break;
-        if (now - started > 900_000) throw new Error('buffer not drained in 15 minutes');
-        await sleep(200);
-      }
-    } finally {
-      await flusher.stop();
-    }
-    const emptyAt = depthOverTime[depthOverTime.length - 1]?.tMs ?? 0;
-    const drainMs = emptyAt - ((firstDrop ?? started) - started);
+    const flushed = await flushUntilEmpty(env, redis, databaseUrl, entries, env.topology.api, nodeArgs);
+    const { depthOverTime } = flushed;
+    const emptyAt = flushed.emptyAt - flushed.startedAt;
+    const drainMs = flushed.emptyAt - flushed.firstDropAt;
     await sleep(700);
     const after = await databaseStats();
     const inserted = await insertedSince(env.seedRows, BENCH_DATABASE);

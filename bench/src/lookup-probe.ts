@@ -1,4 +1,4 @@
-import { fork, type ChildProcess } from 'node:child_process';
+import { execFileSync, fork, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { PackageStore } from '@safepkg/core';
 import { Pool } from 'pg';
@@ -11,6 +11,11 @@ export interface ProbeOptions {
   /** Concurrent closed loops (one connection each). */
   concurrency: number;
   keysPerLookup: number;
+  /**
+   * Cores the probe process is moved to (taskset) right after its fork; without, it runs
+   * where the benchmark process runs (the split topology's load-generator core).
+   */
+  cores?: number[] | null;
 }
 
 interface ProbeTick {
@@ -38,6 +43,11 @@ export class LookupProbe {
 
   static async start(options: ProbeOptions): Promise<LookupProbe> {
     const child = fork(join(__dirname, 'lookup-probe.js'), [JSON.stringify(options)], { stdio: 'inherit' });
+    // Moved before its pool connects, so every lookup it times ran on those cores.
+    if (options.cores && child.pid !== undefined)
+      execFileSync('taskset', ['-a', '-p', '-c', options.cores.join(','), String(child.pid)], {
+        stdio: 'ignore',
+      });
     const probe = new LookupProbe(child);
     await new Promise<void>((resolve, reject) => {
       child.once('message', () => resolve());
@@ -46,9 +56,21 @@ export class LookupProbe {
     return probe;
   }
 
+  /** The probe process's pid (its placement is recorded from /proc). */
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
   /** Cumulative lookups now (the child reports every 200 ms). */
   mark(): ProbeTick {
     return this.last;
+  }
+
+  /** The last report at or before `at` (Date.now() ms), to cut windows by time after the fact. */
+  markAt(at: number): ProbeTick {
+    let mark = this.ticks[0] ?? this.last;
+    for (const t of this.ticks) if (t.at <= at) mark = t;
+    return mark;
   }
 
   /** Every lookup's duration (ms) reported after `from` and up to `to`. */

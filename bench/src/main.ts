@@ -22,22 +22,24 @@ import {
 } from './ingest-run';
 import { findProfiles, summariseProfile } from './profile-summary';
 import { checkTargets, markdown, type BenchResults } from './report';
+import { runReplicaBench } from './replica-bench';
 import { runRetentionBench } from './retention-bench';
 import { runSchemaBench } from './schema-bench';
 import { deletePrefix } from './redis-prefix';
-import { startTopologyServers, type PrivateServer } from './private-servers';
+import { startTopologyServers, type PrivatePostgres, type PrivateServer } from './private-servers';
 import { describeTopology, planTopology, type Layout } from './topology';
 
-const PARTS = ['ingest', 'drain', 'freshness', 'schema', 'retention'] as const;
+const PARTS = ['ingest', 'drain', 'freshness', 'schema', 'retention', 'replicas'] as const;
 type Part = (typeof PARTS)[number];
 /** The ingest part's runs, in the order they run; `--runs=` picks some. */
 const RUNS = ['hit', 'steady', 'steady-fixed', 'new', 'storm', 'storm-fixed', 'stall'] as const;
 type RunGroup = (typeof RUNS)[number];
 const QUICK_RUNS: RunGroup[] = ['hit', 'steady', 'storm-fixed'];
 
-const USAGE = `usage: node dist/main.js [--quick] [--only=ingest,drain,freshness,schema,retention] [--profile]
+const USAGE = `usage: node dist/main.js [--quick] [--only=ingest,drain,freshness,schema,retention,replicas] [--profile]
   [--topology=split|shared] [--runs=${RUNS.join(',')}] [--api-processes=N] [--duration=S] [--storm-rate=REQ_PER_S] [--steady-rate=REQ_PER_S]
-  [--drain-entries=N] [--without-reports] [--without-pending-answers] [--schema-packages=N] [--retention-rows=N] [--retention-kept=N] [--retention-pause-ms=N] [--seed=N]`;
+  [--drain-entries=N] [--without-reports] [--without-pending-answers] [--schema-packages=N] [--retention-rows=N] [--retention-kept=N] [--retention-pause-ms=N]
+  [--replica-probe-seconds=S] [--replica-drain-entries=N] [--replica-lag-sample-ms=MS] [--seed=N]`;
 
 function parseCli() {
   const { values } = parseArgs({
@@ -58,6 +60,9 @@ function parseCli() {
       'retention-rows': { type: 'string' },
       'retention-kept': { type: 'string' },
       'retention-pause-ms': { type: 'string' },
+      'replica-probe-seconds': { type: 'string' },
+      'replica-drain-entries': { type: 'string' },
+      'replica-lag-sample-ms': { type: 'string' },
       seed: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
@@ -98,8 +103,17 @@ function parseCli() {
     retentionKept: num(values['retention-kept'], quick ? 20_000 : 200_000),
     // The flusher's defaults unless told otherwise, so the bench measures what a deployment runs.
     retentionPauseMs: num(values['retention-pause-ms'], configDefaults().retentionBatchPauseMs),
+    // Defaults sized for the whole part to take under 3 minutes on the 2-core box.
+    replicaProbeS: num(values['replica-probe-seconds'], quick ? 3 : 10),
+    replicaDrainEntries: num(values['replica-drain-entries'], quick ? 20_000 : 200_000),
+    replicaLagSampleMs: num(values['replica-lag-sample-ms'], 100),
     seed: num(values.seed, 20260101),
   };
+}
+
+/** The parts that run on the benchmark's stack (its PostgreSQL, Redis and catalogue template). */
+function needsStack(cli: ReturnType<typeof parseCli>): boolean {
+  return ['ingest', 'drain', 'freshness', 'replicas'].some((p) => cli.only.has(p as Part));
 }
 
 function stamp(d: Date): string {
@@ -132,9 +146,8 @@ async function main(): Promise<void> {
   const started = new Date();
   const t0 = Date.now();
   const log = (m: string) => console.log(`[bench +${((Date.now() - t0) / 1000).toFixed(1)}s] ${m}`);
-  const needsStack = cli.only.has('ingest') || cli.only.has('drain') || cli.only.has('freshness');
   const servers =
-    needsStack && cli.topology.servers === 'private' ? await startTopologyServers(cli.topology) : null;
+    needsStack(cli) && cli.topology.servers === 'private' ? await startTopologyServers(cli.topology) : null;
   if (servers) useBenchServer(servers.postgres.url);
   log(`topology ${describeTopology(cli.topology)}`);
   try {
@@ -149,7 +162,7 @@ async function benchmark(
   cli: ReturnType<typeof parseCli>,
   started: Date,
   log: (m: string) => void,
-  servers: { postgres: PrivateServer; redis: PrivateServer } | null,
+  servers: { postgres: PrivatePostgres; redis: PrivateServer } | null,
 ): Promise<void> {
   const catalogueOptions = benchCatalogue(cli.seed);
   const redisUrl = servers?.redis.url ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -186,6 +199,7 @@ async function benchmark(
     freshness: [],
     schema: null,
     retention: null,
+    replicas: null,
   };
   log(
     `machine: ${results.machine.cpuModel} ×${results.machine.cpus}, load ${loadavg()
@@ -194,7 +208,7 @@ async function benchmark(
   );
 
   let env: BenchEnv | null = null;
-  if (cli.only.has('ingest') || cli.only.has('drain') || cli.only.has('freshness')) {
+  if (needsStack(cli)) {
     const catalogue = new Catalogue(catalogueOptions);
     const template = await ensureBenchTemplate(catalogue, log);
     env = {
@@ -329,6 +343,32 @@ async function benchmark(
         `freshness (${source}): ${Math.round(f.achievedNewPerS)} new/s achieved, lag p50 ${f.lagMs.p50} ms, p99 ${f.lagMs.p99} ms over ${f.rowsObserved} rows`,
       );
     }
+  }
+
+  if (env && cli.only.has('replicas')) {
+    if (!servers)
+      throw new Error('the replicas part needs the split topology (its own primary to replicate)');
+    results.replicas = await runReplicaBench({
+      env,
+      primary: servers.postgres,
+      probeS: cli.replicaProbeS,
+      drainEntries: cli.replicaDrainEntries,
+      lagSampleMs: cli.replicaLagSampleMs,
+      log,
+    });
+    const x = results.replicas;
+    const c = x.capacity;
+    const d = x.drain;
+    const lag = x.lag.duringDrain;
+    log(
+      `replicas (a) capacity: lookups/s primary alone ${c.primaryAlone.lookupsPerS} (p50/p99 ${c.primaryAlone.p50Ms}/${c.primaryAlone.p99Ms} ms), replica alone ${c.replicaAlone.lookupsPerS} (${c.replicaAlone.p50Ms}/${c.replicaAlone.p99Ms} ms), both ${c.both.primary.lookupsPerS} + ${c.both.replica.lookupsPerS} = ${c.both.totalLookupsPerS} (${c.bothOverPrimary}× the primary alone)`,
+    );
+    log(
+      `replicas (b) isolation: drain of ${d.entries} entries ${d.rowsPerS} rows/s; lookups/s during/without the drain: primary ${d.during.primary.lookupsPerS}/${d.baseline.primary.lookupsPerS} (${d.ratios.primaryLookups}×, p99 ${d.during.primary.p99Ms}/${d.baseline.primary.p99Ms} ms), replica ${d.during.replica.lookupsPerS}/${d.baseline.replica.lookupsPerS} (${d.ratios.replicaLookups}×, p99 ${d.during.replica.p99Ms}/${d.baseline.replica.p99Ms} ms)`,
+    );
+    log(
+      `replicas (c) lag during the drain (${lag.samples} samples every ~${lag.meanIntervalMs} ms): bytes behind p99 ${lag.bytesBehind.p99}, max ${lag.bytesBehind.max}; api lag p99 ${lag.lagMs.p99} ms, max ${lag.lagMs.max} ms; ${lag.replayDelayMs.samples} commits seen replayed ≤ p99 ${lag.replayDelayMs.p99} / max ${lag.replayDelayMs.max} ms after commit; last commit replayed ${x.lag.catchUp ? `${x.lag.catchUp.lowerMs}–${x.lag.catchUp.upperMs} ms after it` : '(not seen)'}; WAL ${x.lag.afterDrain.walBytes === null ? '?' : (x.lag.afterDrain.walBytes / 2 ** 20).toFixed(1)} MB`,
+    );
   }
 
   if (env) {

@@ -1,8 +1,9 @@
-import { execFile, execFileSync, spawn } from 'node:child_process';
-import { chownSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir, userInfo } from 'node:os';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
+import { baseBackupStandby, runPgBinary, serverDirectory } from '@safepkg/pg-process';
+import { Client } from 'pg';
 import { Redis } from 'ioredis';
 import { freePort, waitFor } from './processes';
 import { pinned, type Topology } from './topology';
@@ -10,8 +11,8 @@ import { pinned, type Topology } from './topology';
 // bench runs from dist/ and @safepkg/testkit is consumed from source only, so this mirrors
 // testkit's startPostgresServer / startRedisServer with what a benchmark needs on top: the
 // server pinned to cores, and server settings of a small production instance, not a test one.
-const run = promisify(execFile);
-const PG_BIN = process.env.PG_BIN ?? '/usr/lib/postgresql/15/bin';
+// Running PostgreSQL's binaries and the replica's base backup are shared with the testkit
+// through @safepkg/pg-process (built).
 
 export interface PrivateServer {
   url: string;
@@ -21,20 +22,59 @@ export interface PrivateServer {
   remove(): Promise<void>;
 }
 
-/** PostgreSQL refuses to run as root: there, its binaries run as the `postgres` OS user. */
-function asServerUser(binary: string, args: string[]): [string, string[]] {
-  const path = join(PG_BIN, binary);
-  return userInfo().uid === 0 ? ['runuser', ['-u', 'postgres', '--', path, ...args]] : [path, args];
+/** A PostgreSQL server of the benchmark: its port, and the cores it was started on. */
+export interface PrivatePostgres extends PrivateServer {
+  port: number;
+  cores: number[] | null;
 }
 
-async function pg(cores: number[] | null, binary: string, args: string[]): Promise<void> {
-  const [cmd, argv] = pinned(cores, ...asServerUser(binary, args));
-  try {
-    await run(cmd, argv, { timeout: 120_000 });
-  } catch (err) {
-    const e = err as Error & { stderr?: string };
-    throw new Error(`${binary} failed: ${e.message}\n${e.stderr ?? ''}`, { cause: err });
-  }
+const pg = (cores: number[] | null, binary: string, args: string[]) =>
+  runPgBinary(binary, args, { cores, timeoutMs: 120_000 });
+
+/**
+ * The server settings of every benchmark PostgreSQL. A replica gets the same: a hot standby
+ * refuses to start with max_connections below its primary's, and equal memory makes the
+ * primary-vs-replica lookup numbers comparable.
+ */
+function postgresSettings(socketDir: string): string[] {
+  return [
+    'shared_buffers=256MB',
+    'max_connections=200',
+    'listen_addresses=127.0.0.1',
+    `unix_socket_directories=${socketDir}`,
+  ];
+}
+
+/** pg_ctl start of `data`, pinned; the data directory's postmaster pid. */
+async function startServer(
+  cores: number[] | null,
+  dir: string,
+  data: string,
+  port: number,
+  settings: string[],
+): Promise<number> {
+  await pg(cores, 'pg_ctl', [
+    '-D',
+    data,
+    '-l',
+    join(dir, 'postgres.log'),
+    '-w',
+    '-t',
+    '60',
+    '-o',
+    [`-p ${port}`, ...settings.map((s) => `-c ${s}`)].join(' '),
+    'start',
+  ]);
+  return Number(readFileSync(join(data, 'postmaster.pid'), 'utf8').split('\n')[0]);
+}
+
+function removal(data: string, dir: string): () => Promise<void> {
+  return async () => {
+    await pg(null, 'pg_ctl', ['-D', data, '-m', 'immediate', '-w', '-t', '60', 'stop']).catch(
+      () => undefined,
+    );
+    rmSync(dir, { recursive: true, force: true });
+  };
 }
 
 /**
@@ -42,21 +82,11 @@ async function pg(cores: number[] | null, binary: string, args: string[]): Promi
  * postmaster and every backend it forks stay on `cores`. fsync stays on (a deployment's
  * commits pay for it, and direct mode commits per request); the data directory is removed after.
  */
-export async function startBenchPostgres(cores: number[] | null): Promise<PrivateServer> {
+export async function startBenchPostgres(cores: number[] | null): Promise<PrivatePostgres> {
   const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), 'safepkg-bench-pg-'));
+  const dir = await serverDirectory('safepkg-bench-pg-');
   const data = join(dir, 'data');
-  if (userInfo().uid === 0) {
-    const uid = Number((await run('id', ['-u', 'postgres'])).stdout.trim());
-    const gid = Number((await run('id', ['-g', 'postgres'])).stdout.trim());
-    chownSync(dir, uid, gid);
-  }
-  const settings = [
-    'shared_buffers=256MB',
-    'max_connections=200',
-    'listen_addresses=127.0.0.1',
-    `unix_socket_directories=${dir}`,
-  ];
+  const settings = postgresSettings(dir);
   await pg(cores, 'initdb', [
     '-D',
     data,
@@ -69,35 +99,61 @@ export async function startBenchPostgres(cores: number[] | null): Promise<Privat
     '--locale=C',
     '--no-sync',
   ]);
+  let pid: number;
   try {
-    await pg(cores, 'pg_ctl', [
-      '-D',
-      data,
-      '-l',
-      join(dir, 'postgres.log'),
-      '-w',
-      '-t',
-      '60',
-      '-o',
-      [`-p ${port}`, ...settings.map((s) => `-c ${s}`)].join(' '),
-      'start',
-    ]);
+    pid = await startServer(cores, dir, data, port, settings);
   } catch (err) {
     rmSync(dir, { recursive: true, force: true });
     throw err;
   }
-  const pid = Number(readFileSync(join(data, 'postmaster.pid'), 'utf8').split('\n')[0]);
   return {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    port,
+    cores,
     pid,
     settings,
-    async remove() {
-      await pg(null, 'pg_ctl', ['-D', data, '-m', 'immediate', '-w', '-t', '60', 'stop']).catch(
-        () => undefined,
-      );
-      rmSync(dir, { recursive: true, force: true });
-    },
+    remove: removal(data, dir),
   };
+}
+
+/**
+ * A streaming replica (hot standby) of a benchmark primary, started under `taskset` on
+ * `cores`: the shared base backup (`pg_basebackup -R`, as the testkit's replica), the
+ * primary's settings, and returned once its WAL receiver is streaming.
+ */
+export async function startBenchReplica(
+  primary: PrivatePostgres,
+  cores: number[] | null,
+): Promise<PrivatePostgres> {
+  const port = await freePort();
+  const dir = await serverDirectory('safepkg-bench-pg-replica-');
+  const data = join(dir, 'data');
+  const settings = postgresSettings(dir);
+  const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
+  const remove = removal(data, dir);
+  try {
+    await baseBackupStandby({ primaryPort: primary.port, data, timeoutMs: 300_000 });
+    const pid = await startServer(cores, dir, data, port, settings);
+    await waitFor(
+      async () => {
+        const c = new Client({ connectionString: url });
+        await c.connect();
+        try {
+          const { rows } = await c.query<{ s: string | null }>(
+            'SELECT status AS s FROM pg_stat_wal_receiver',
+          );
+          return rows[0]?.s === 'streaming';
+        } finally {
+          await c.end();
+        }
+      },
+      { what: `replica on ${port} streaming`, timeoutMs: 60_000 },
+    );
+    return { url, port, cores, pid, settings, remove };
+  } catch (err) {
+    await remove();
+    throw err;
+  }
 }
 
 /** A private redis-server (no persistence: the buffer's durability is not what is measured) on `cores`. */
@@ -150,7 +206,7 @@ export async function startBenchRedis(cores: number[] | null): Promise<PrivateSe
  */
 export async function startTopologyServers(
   topology: Topology,
-): Promise<{ postgres: PrivateServer; redis: PrivateServer }> {
+): Promise<{ postgres: PrivatePostgres; redis: PrivateServer }> {
   const [postgres, redis] = await Promise.all([
     startBenchPostgres(topology.postgres),
     startBenchRedis(topology.redis),

@@ -2,6 +2,7 @@ import type { DrainResult } from './drain';
 import type { FreshnessResult } from './freshness';
 import type { FloorResult, IngestResult } from './ingest-run';
 import type { SelfTime } from './profile-summary';
+import type { ReplicaResult } from './replica-bench';
 import type { RetentionResult } from './retention-bench';
 import type { SchemaResult } from './schema-bench';
 import { round } from './stats';
@@ -29,6 +30,8 @@ export interface BenchResults {
   freshness: FreshnessResult[];
   schema: SchemaResult | null;
   retention: RetentionResult | null;
+  /** Issue 16's replica measurement (replica-bench.ts). */
+  replicas: ReplicaResult | null;
   targets: TargetCheck[];
   profiles: { file: string; totalMs: number; top: SelfTime[]; byModule: SelfTime[] }[];
 }
@@ -343,6 +346,7 @@ export function markdown(r: BenchResults): string {
       '',
     );
   }
+  if (r.replicas) lines.push(...replicaSection(r.replicas));
   lines.push('## Targets', '', '| target | measured | met |', '|---|---|---|');
   for (const t of r.targets)
     lines.push(`| ${t.target} | ${t.measured} | ${t.met === null ? '–' : t.met ? 'met' : '**not met**'} |`);
@@ -362,4 +366,55 @@ export function markdown(r: BenchResults): string {
     }
   }
   return lines.join('\n');
+}
+
+/** The replicas part: capacity, isolation from a drain, replication lag (numbers and ratios, no targets). */
+export function replicaSection(x: ReplicaResult): string[] {
+  const cores = (c: number[] | null) => (c ? `core ${c.join(',')}` : 'any core');
+  const p = x.placement;
+  const row = (label: string, s: { lookupsPerS: number; p50Ms: number; p99Ms: number; lookups: number }) =>
+    `| ${label} | ${fmt(s.lookupsPerS)} | ${fmt(s.p50Ms, 2)} | ${fmt(s.p99Ms, 2)} | ${fmt(s.lookups)} |`;
+  const c = x.capacity;
+  const d = x.drain;
+  const lag = (label: string, w: ReplicaResult['lag']['baseline']) =>
+    `| ${label} | ${w.samples} | ${fmt(w.meanIntervalMs, 1)} | ${fmt(w.bytesBehind.p50)} | ${fmt(w.bytesBehind.p99)} | ${fmt(w.bytesBehind.max)} | ${fmt(w.lagMs.p50, 1)} | ${fmt(w.lagMs.p99, 1)} | ${fmt(w.lagMs.max, 1)} | ${w.replayDelayMs.samples} | ${fmt(w.replayDelayMs.p99, 1)} | ${fmt(w.replayDelayMs.max, 1)} |`;
+  return [
+    '## Read replica (issue 16)',
+    '',
+    `Placement: primary ${cores(p.primary)}, streaming replica (pg_basebackup -R, hot standby, same settings: ${x.replicaSettings.filter((s) => !s.startsWith('unix_socket')).join(' ')}) ${cores(p.replica)} (the api's cores; no api runs in this part); primary's probe ${cores(p.primaryProbe)}, replica's probe ${cores(p.replicaProbe)}, flusher ${cores(p.flusher)}, Redis ${cores(p.redis)}, benchmark process (fill, lag sampler) ${cores(p.benchProcess)}. Probe: ${x.probe.concurrency} loops of ${x.probe.keysPerLookup}-key lookupMany over the ${fmt(x.probe.packages)}-package catalogue, ${x.probe.seconds} s windows after ${x.probe.warmupS} s of warm-up; packages and its indexes prewarmed on both servers. Replica base backup + start: ${fmt(x.replicaStartMs)} ms.`,
+    '',
+    '| lookup capacity | lookups/s | p50 ms | p99 ms | lookups |',
+    '|---|---:|---:|---:|---:|',
+    row('primary alone', c.primaryAlone),
+    row('replica alone', c.replicaAlone),
+    row('both at once: primary', c.both.primary),
+    row('both at once: replica', c.both.replica),
+    '',
+    `Cores allowed (/proc, during the drain phase): ${Object.entries(x.affinity)
+      .map(([k, v]) => `${k} ${v ?? '–'}`)
+      .join(', ')}.`,
+    '',
+    `Both at once: ${fmt(c.both.totalLookupsPerS)} lookups/s = ${fmt(c.bothOverPrimary, 2)}× the primary alone; the replica alone is ${fmt(c.replicaOverPrimary, 2)}× the primary alone.`,
+    '',
+    `Isolation from writes: ${fmt(d.entries)} entries pre-filled in ${fmt(d.fillMs)} ms; one flusher drained them into the primary in ${fmt(d.drainMs)} ms from the first drop (${fmt(d.rowsPerS)} rows/s, ${fmt(d.newRows)} new rows), both probes running; the baseline is the same two probes, buffer filled, no flusher, just before.`,
+    '',
+    '| probe | lookups/s without drain | during drain | ratio | p99 ms without | during | ratio |',
+    '|---|---:|---:|---:|---:|---:|---:|',
+    `| on the primary | ${fmt(d.baseline.primary.lookupsPerS)} | ${fmt(d.during.primary.lookupsPerS)} | ${fmt(d.ratios.primaryLookups, 2)} | ${fmt(d.baseline.primary.p99Ms, 2)} | ${fmt(d.during.primary.p99Ms, 2)} | ${fmt(d.ratios.primaryP99, 2)} |`,
+    `| on the replica | ${fmt(d.baseline.replica.lookupsPerS)} | ${fmt(d.during.replica.lookupsPerS)} | ${fmt(d.ratios.replicaLookups, 2)} | ${fmt(d.baseline.replica.p99Ms, 2)} | ${fmt(d.during.replica.p99Ms, 2)} | ${fmt(d.ratios.replicaP99, 2)} |`,
+    '',
+    `Replication lag, sampled every ${x.lag.sampleIntervalMs} ms on the replica (bytes: the primary's pg_current_wal_lsn(), read after the replica's pg_last_wal_replay_lsn(), minus it; api lag: the ReadPool's own poll query, now() − the last replayed commit's time unless all received is replayed, so it counts a transaction's whole duration while its WAL streams, and is null (the api: lagging) before the replica has replayed any commit; replayed ≤ ms after commit: per commit first seen replayed, the sample's answer time minus its commit time):`,
+    '',
+    '| window | samples | mean interval ms | bytes behind p50 | p99 | max | api lag ms p50 | p99 | max | commits seen replayed | replayed ≤ ms after commit, p99 | max |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    lag('no drain', x.lag.baseline),
+    lag('drain (flusher launch → last commit replayed)', x.lag.duringDrain),
+    '',
+    `WAL written from the flusher's launch to the empty buffer: ${x.lag.afterDrain.walBytes === null ? '–' : `${fmt(x.lag.afterDrain.walBytes / 2 ** 20, 1)} MB`}. ${
+      x.lag.catchUp
+        ? `The replica had replayed the last commit between ${fmt(x.lag.catchUp.lowerMs, 1)} and ${fmt(x.lag.catchUp.upperMs, 1)} ms after the primary committed it (its commit time from pg_last_xact_replay_timestamp(); bounds from the samples around it).`
+        : 'No sample showed the last commit replayed.'
+    }`,
+    '',
+  ];
 }

@@ -64,7 +64,8 @@ interface PollRow {
 
 // Lag by replay timestamp, but 0 when everything received is replayed: an idle primary sends
 // nothing new, and now() - last replay time would grow without the replica being behind.
-const POLL_SQL = `SELECT pg_is_in_recovery() AS standby,
+// Exported so the bench samples replication lag exactly as the api judges it.
+export const REPLICA_POLL_SQL = `SELECT pg_is_in_recovery() AS standby,
     pg_last_wal_replay_lsn()::text AS replay_lsn,
     CASE WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0
          ELSE (EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()) * 1000)::float8 END AS lag_ms,
@@ -220,7 +221,7 @@ export class ReadPool {
     const replica = this.options.replicas[i] as Replica;
     const state = this.states[i] as ReplicaState;
     try {
-      const { rows } = await replica.pool.query<PollRow>(POLL_SQL);
+      const { rows } = await replica.pool.query<PollRow>(REPLICA_POLL_SQL);
       const row = rows[0] as PollRow;
       if (!row.standby || row.replay_lsn === null) {
         if (state.up)

@@ -1,9 +1,9 @@
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client } from 'pg';
+import { baseBackupStandby } from '@safepkg/pg-process';
 import {
   readLog,
-  runPgBinary,
   serverControl,
   serverDirectory,
   type PostgresServer,
@@ -43,10 +43,9 @@ async function one<T>(url: string, sql: string, values: unknown[] = []): Promise
 }
 
 /**
- * A streaming replica of a private primary (startPostgresServer): `pg_basebackup -R`
- * (which writes primary_conninfo and standby.signal) into a directory of its own, started
- * as a hot standby on a free port. The primary's initdb defaults already allow it
- * (wal_level replica, max_wal_senders 10, trust for replication from 127.0.0.1).
+ * A streaming replica of a private primary (startPostgresServer): a base backup
+ * (`baseBackupStandby`, shared with the bench's replica) into a directory of its own, started
+ * as a hot standby on a free port with the primary's test settings.
  */
 export async function startPostgresReplica(primary: PostgresServer): Promise<PostgresReplica> {
   const port = await freePort();
@@ -57,22 +56,7 @@ export async function startPostgresReplica(primary: PostgresServer): Promise<Pos
   const url = `postgres://postgres@127.0.0.1:${port}/safepkg`;
   const control = serverControl(dir, data, port, logFile);
   try {
-    await runPgBinary('pg_basebackup', [
-      '-D',
-      data,
-      '-R',
-      '-X',
-      'stream',
-      // Without it the backup waits for a spread checkpoint (minutes on an idle server).
-      '--checkpoint=fast',
-      '--no-sync',
-      '-h',
-      '127.0.0.1',
-      '-p',
-      String(primary.port),
-      '-U',
-      'postgres',
-    ]);
+    await baseBackupStandby({ primaryPort: primary.port, data });
     await control.start();
   } catch (err) {
     if (await control.running()) await control.stop('immediate').catch(() => undefined);

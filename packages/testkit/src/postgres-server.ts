@@ -1,15 +1,15 @@
 import { execFile } from 'node:child_process';
-import { chownSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir, userInfo } from 'node:os';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ensureDatabase, migrate } from '@safepkg/core';
+import { asServerUser, runPgBinary, serverDirectory } from '@safepkg/pg-process';
 import { freePort, waitFor } from './processes';
 
 const run = promisify(execFile);
 
-/** Where Debian/Ubuntu put the PostgreSQL 15 server binaries; PG_BIN overrides it. */
-const PG_BIN = process.env.PG_BIN ?? '/usr/lib/postgresql/15/bin';
+// The binaries' runner is shared with the bench (which cannot load this source-only package).
+export { asServerUser, runPgBinary, serverDirectory } from '@safepkg/pg-process';
 
 export type PostgresStopMode = 'immediate' | 'fast';
 
@@ -39,28 +39,6 @@ export interface PostgresServer {
   log(): Promise<string>;
 }
 
-/**
- * PostgreSQL refuses to run as root: as root, its binaries run as the `postgres` OS user
- * (who owns the temporary directory); as anyone else, as that user.
- */
-export function asServerUser(binary: string, args: string[]): [string, string[]] {
-  const path = binary.startsWith('/') ? binary : join(PG_BIN, binary);
-  return userInfo().uid === 0 ? ['runuser', ['-u', 'postgres', '--', path, ...args]] : [path, args];
-}
-
-export async function runPgBinary(binary: string, args: string[], timeoutMs = 60_000): Promise<string> {
-  const [cmd, argv] = asServerUser(binary, args);
-  try {
-    const { stdout } = await run(cmd, argv, { timeout: timeoutMs });
-    return stdout;
-  } catch (err) {
-    const e = err as Error & { stderr?: string; stdout?: string };
-    throw new Error(`${binary} ${args.join(' ')} failed: ${e.message}\n${e.stderr ?? ''}${e.stdout ?? ''}`, {
-      cause: err,
-    });
-  }
-}
-
 /** A data directory's server process: start, stop, signals. Shared by primaries and replicas. */
 export interface ServerControl {
   start(): Promise<void>;
@@ -84,17 +62,6 @@ function alive(pid: number): boolean {
   } catch {
     return false;
   }
-}
-
-/** A directory the server's OS user owns (PostgreSQL refuses to run as root). */
-export async function serverDirectory(prefix: string): Promise<string> {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  if (userInfo().uid === 0) {
-    const { stdout } = await run('id', ['-u', 'postgres']);
-    const { stdout: gid } = await run('id', ['-g', 'postgres']);
-    chownSync(dir, Number(stdout.trim()), Number(gid.trim()));
-  }
-  return dir;
 }
 
 export function serverControl(dir: string, data: string, port: number, logFile: string): ServerControl {
