@@ -38,7 +38,7 @@ const QUICK_RUNS: RunGroup[] = ['hit', 'steady', 'storm-fixed'];
 
 const USAGE = `usage: node dist/main.js [--quick] [--only=ingest,drain,freshness,schema,retention,replicas] [--profile]
   [--topology=split|shared] [--runs=${RUNS.join(',')}] [--api-processes=N] [--duration=S] [--storm-rate=REQ_PER_S] [--steady-rate=REQ_PER_S]
-  [--drain-entries=N] [--without-reports] [--without-pending-answers] [--schema-packages=N] [--retention-rows=N] [--retention-kept=N] [--retention-pause-ms=N]
+  [--drain-entries=N] [--without-reports] [--without-pending-answers] [--schema-packages=N] [--retention-rows=N] [--retention-kept=N] [--retention-pause-ms=N] [--retention-batch-size=N]
   [--replica-probe-seconds=S] [--replica-drain-entries=N] [--replica-lag-sample-ms=MS] [--seed=N]`;
 
 function parseCli() {
@@ -60,6 +60,7 @@ function parseCli() {
       'retention-rows': { type: 'string' },
       'retention-kept': { type: 'string' },
       'retention-pause-ms': { type: 'string' },
+      'retention-batch-size': { type: 'string' },
       'replica-probe-seconds': { type: 'string' },
       'replica-drain-entries': { type: 'string' },
       'replica-lag-sample-ms': { type: 'string' },
@@ -103,6 +104,7 @@ function parseCli() {
     retentionKept: num(values['retention-kept'], quick ? 20_000 : 200_000),
     // The flusher's defaults unless told otherwise, so the bench measures what a deployment runs.
     retentionPauseMs: num(values['retention-pause-ms'], configDefaults().retentionBatchPauseMs),
+    retentionBatchSize: num(values['retention-batch-size'], configDefaults().retentionBatchSize),
     // Defaults sized for the whole part to take under 3 minutes on the 2-core box.
     replicaProbeS: num(values['replica-probe-seconds'], quick ? 3 : 10),
     replicaDrainEntries: num(values['replica-drain-entries'], quick ? 20_000 : 200_000),
@@ -393,7 +395,7 @@ async function benchmark(
     results.retention = await runRetentionBench({
       rows: cli.retentionRows,
       keptRows: cli.retentionKept,
-      batchSize: configDefaults().retentionBatchSize,
+      batchSize: cli.retentionBatchSize,
       pauseMs: cli.retentionPauseMs,
       baselineS: cli.durationS,
       concurrency: 4,

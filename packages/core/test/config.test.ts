@@ -56,10 +56,10 @@ test('retention is off unless RETENTION_DAYS is set; its bounds are enforced', (
   expect(loadConfig({})).toMatchObject({
     retentionDays: null,
     retentionSweepIntervalMs: 60_000,
-    retentionBatchSize: 1000,
+    retentionBatchSize: 250,
     retentionLockTimeoutMs: 100,
     retentionStatementTimeoutMs: 5000,
-    retentionBatchPauseMs: 200,
+    retentionBatchPauseMs: 100,
   });
   expect(loadConfig({ RETENTION_DAYS: '1' }).retentionDays).toBe(1);
   // 0 = batches back to back (the behaviour before the pause existed).
