@@ -467,7 +467,7 @@ function paths(): JsonObject {
         ...admin,
         operationId: 'getPackageDetail',
         summary:
-          'One package for analysts: reports, first and last seen, status, verdict history, analysis state',
+          "One package for analysts: reports, first and last seen, its own status and verdict history, its signer's verdict, the answer a check gives, analysis state",
         description:
           '`reports` is exact: what PostgreSQL holds plus the deltas still buffered in Redis, so either one not ' +
           'answering is 503. 404 when the package was never seen (not stored, not pending, never counted).',
@@ -495,6 +495,8 @@ function paths(): JsonObject {
             ],
             evaluationsTotal: 1,
             analysis: { queued: false, enqueuedAt: null, claimedUntil: null, attempts: null },
+            signer: { status: 'suspicious', threatIndex: 0.6, source: 'model', rev: 2 },
+            answer: { status: 'malicious', threatIndex: 0.97, source: 'manual', basis: 'package' },
           }),
           '400': use('BadRequest'),
           ...adminCommon,

@@ -89,14 +89,25 @@ export function parsePackageKey(key: string): PackageRef {
   };
 }
 
+/** The UTF-16 code units of the key being hashed; grown on demand, never shrunk. */
+let units: Buffer | null = null;
+
 /**
- * FNV-1a (32-bit) of the key, mod the partition count. Stable across processes and
- * releases: changing it would move pending packages to other partitions.
+ * FNV-1a (32-bit) over the key's UTF-16 code units, mod the partition count. Stable across
+ * processes and releases: changing it would move pending packages to other partitions.
+ *
+ * The units are read from a Buffer the key is written into (one native copy) rather than with
+ * charCodeAt: the check path's keys are freshly concatenated strings, and charCodeAt over them
+ * cost the api ~0.7 µs a key, three times this (bench: 100 fresh keys 74 vs 24 µs). The result
+ * is the same for every string, lone surrogates included (packages/core/test/package-key.test.ts).
  */
 export function partitionOf(key: string, partitions: number): number {
+  const bytes = key.length * 2;
+  if (!units || units.length < bytes) units = Buffer.allocUnsafe(Math.max(1024, bytes * 2));
+  const n = units.write(key, 0, 'utf16le');
   let h = 0x811c9dc5;
-  for (let i = 0; i < key.length; i++) {
-    h ^= key.charCodeAt(i);
+  for (let i = 0; i < n; i += 2) {
+    h ^= (units[i] as number) | ((units[i + 1] as number) << 8);
     h = Math.imul(h, 0x01000193);
   }
   return (h >>> 0) % partitions;

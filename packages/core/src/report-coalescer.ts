@@ -8,7 +8,10 @@ import type { ReportBuffer, ReportDelta } from './report-buffer';
 export const MAX_COALESCED_PACKAGES = 2000;
 
 interface Batch {
-  deltas: Map<string, ReportDelta>;
+  /** The checks' keys as they came; merged into deltas only once a second check joins. */
+  checks: { keys: readonly string[]; now: number }[];
+  /** Packages in the batch, counting a package once per check (a bound on the distinct ones). */
+  size: number;
   done: Promise<void>;
   resolve: () => void;
   reject: (err: unknown) => void;
@@ -31,7 +34,7 @@ export class ReportCoalescer {
   private scheduled = false;
 
   constructor(
-    private readonly reports: Pick<ReportBuffer, 'addCounts'>,
+    private readonly reports: Pick<ReportBuffer, 'add' | 'addCounts'>,
     private readonly maxPackages = MAX_COALESCED_PACKAGES,
   ) {}
 
@@ -39,17 +42,9 @@ export class ReportCoalescer {
   add(keys: readonly string[], now: number): Promise<void> {
     if (keys.length === 0) return Promise.resolve();
     const batch = (this.open ??= newBatch());
-    const { deltas } = batch;
-    for (const key of keys) {
-      const d = deltas.get(key);
-      if (d) {
-        d.count += 1;
-        if (now > d.lastSeenAt) d.lastSeenAt = now;
-      } else {
-        deltas.set(key, { key, count: 1, lastSeenAt: now });
-      }
-    }
-    if (deltas.size >= this.maxPackages) this.send();
+    batch.checks.push({ keys, now });
+    batch.size += keys.length;
+    if (batch.size >= this.maxPackages) this.send();
     else if (this.inFlight === 0) this.schedule();
     return batch.done;
   }
@@ -69,7 +64,7 @@ export class ReportCoalescer {
     if (!batch) return;
     this.open = null;
     this.inFlight += 1;
-    this.reports.addCounts([...batch.deltas.values()]).then(
+    this.write(batch).then(
       () => this.settled(() => batch.resolve()),
       (err: unknown) => this.settled(() => batch.reject(err)),
     );
@@ -80,6 +75,25 @@ export class ReportCoalescer {
     settle();
     // The checks that arrived during the write go next, together.
     if (this.inFlight === 0 && this.open) this.send();
+  }
+
+  /** A lone check as it came (one group per partition); several merged per package. */
+  private write(batch: Batch): Promise<void> {
+    const [only] = batch.checks;
+    if (batch.checks.length === 1 && only) return this.reports.add(only.keys, only.now);
+    const deltas = new Map<string, ReportDelta>();
+    for (const { keys, now } of batch.checks) {
+      for (const key of keys) {
+        const d = deltas.get(key);
+        if (d) {
+          d.count += 1;
+          if (now > d.lastSeenAt) d.lastSeenAt = now;
+        } else {
+          deltas.set(key, { key, count: 1, lastSeenAt: now });
+        }
+      }
+    }
+    return this.reports.addCounts([...deltas.values()]);
   }
 }
 
@@ -92,5 +106,5 @@ function newBatch(): Batch {
   });
   // A batch whose checks all gave up still settles; its rejection must not be unhandled.
   done.catch(() => undefined);
-  return { deltas: new Map(), done, resolve, reject };
+  return { checks: [], size: 0, done, resolve, reject };
 }

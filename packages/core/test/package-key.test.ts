@@ -189,6 +189,30 @@ describe('partitionOf', () => {
     expect(partitionOf(key, partitions)).toBe(expected);
   });
 
+  test('hashes the UTF-16 code units of any string, as charCodeAt would: non-ASCII, lone surrogates, keys longer than its scratch buffer', () => {
+    const byCharCode = (key: string, partitions: number) => {
+      let h = 0x811c9dc5;
+      for (let i = 0; i < key.length; i++) {
+        h ^= key.charCodeAt(i);
+        h = Math.imul(h, 0x01000193);
+      }
+      return (h >>> 0) % partitions;
+    };
+    const keys = [
+      'héllo.wörld:1:' + SIG,
+      '日本語:1:ab',
+      '\ud800x',
+      'x\udfff',
+      '💥:2:ff',
+      'a'.repeat(300),
+      'b'.repeat(5000),
+      'c'.repeat(10),
+      ...pkgs(0, 200, 'units').map(packageKey),
+    ];
+    for (const key of keys)
+      expect([key, partitionOf(key, 1_000_003)]).toEqual([key, byCharCode(key, 1_000_003)]);
+  });
+
   test('is in range and spreads keys over every partition', () => {
     for (const partitions of [1, 3, 16, 1024]) {
       const seen = new Set<number>();

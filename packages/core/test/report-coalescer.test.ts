@@ -9,7 +9,13 @@ function recorded(options: { failCalls?: number[] } = {}) {
   const keys = new KeySchema(`${ctx.config.keyPrefix}_co${tests++}`);
   const buffer = new ReportBuffer(ctx.redis, keys, 1);
   const calls: ReportDelta[][] = [];
+  // Each write recorded as the deltas it adds, whichever of the two calls made it.
   const writer = {
+    add: async (keys: readonly string[], now: number) => {
+      calls.push(keys.map((key) => ({ key, count: 1, lastSeenAt: now })));
+      if (options.failCalls?.includes(calls.length)) throw new Error('redis said no');
+      await buffer.add(keys, now);
+    },
     addCounts: async (deltas: readonly ReportDelta[]) => {
       calls.push(deltas.map((d) => ({ ...d })));
       if (options.failCalls?.includes(calls.length)) throw new Error('redis said no');

@@ -53,6 +53,25 @@ describe('reports-add and take', () => {
     expect(await reports.stats([0], 8_000)).toEqual([{ partition: 0, buffered: 1013, oldestAgeMs: 3_000 }]);
   });
 
+  test('addCounts: packages sharing a count and a time travel as one group; each gets its own count and time', async () => {
+    const { keys, reports } = reportsFor(2);
+    const all = pkgs(0, 40, 'rgroups').map(packageKey);
+    const deltas = all.map((key, i) => ({ key, count: 1 + (i % 3), lastSeenAt: 9_000 + (i % 2) * 500 }));
+    await reports.addCounts(deltas);
+    for (const d of deltas) {
+      const h = keys.partition(partitionOf(d.key, 2)).reports;
+      expect(await ctx.redis.hmget(h, `n:${d.key}`, `t:${d.key}`)).toEqual([
+        String(d.count),
+        String(d.lastSeenAt),
+      ]);
+    }
+    const totals = await Promise.all(
+      [0, 1].map((p) => ctx.redis.hmget(keys.partition(p).reports, 'total', 'since')),
+    );
+    expect(totals.reduce((a, [t]) => a + Number(t), 0)).toBe(deltas.reduce((a, d) => a + d.count, 0));
+    for (const [, since] of totals) expect(since).toBe('9000');
+  });
+
   test('a second take hands out the same in-flight set; new deltas wait live; clear is compare-and-delete', async () => {
     const { keys, reports } = reportsFor(1);
     const k = keys.partition(0);
