@@ -1,4 +1,4 @@
-import { KeySchema, type PackageRef } from '@safepkg/core';
+import { KeySchema, packageKey, type PackageRef } from '@safepkg/core';
 import {
   clusterClient,
   contextEnv,
@@ -76,6 +76,27 @@ test('on a 3-master Redis Cluster: partitions spread over the masters, and the r
   const state = await storedState(ctx.db.pool);
   expect(state.storedKeys.sort()).toEqual([...distinct.keys()].sort());
   expect(state).toMatchObject({ queued: distinct.size, queuedDistinct: distinct.size, orphans: 0 });
+
+  // Reports on a cluster (written per check, one call per partition): every package's count is
+  // the number of requests that carried it, once per request.
+  const expected = new Map<string, number>();
+  for (const body of requests)
+    for (const key of new Set(body.map(packageKey))) expected.set(key, (expected.get(key) ?? 0) + 1);
+  const storedReports = async () =>
+    new Map(
+      (
+        await ctx.db.pool.query<{ key: string; reports: string }>(
+          "SELECT name || ':' || version_code || ':' || signature AS key, reports FROM packages",
+        )
+      ).rows.map((r) => [r.key, Number(r.reports)]),
+    );
+  const total = [...expected.values()].reduce((a, b) => a + b, 0);
+  await waitFor(async () => [...(await storedReports()).values()].reduce((a, b) => a + b, 0) === total, {
+    timeoutMs: 60000,
+    intervalMs: 200,
+    what: 'every report to be flushed',
+  });
+  expect(await storedReports()).toEqual(expected);
 
   const all: PackageRef[] = [...distinct.values()].slice(0, 1000);
   const results = await check(api.url, all);

@@ -9,6 +9,7 @@ import {
   pendingAnswerWindowMs,
   RedisBuffer,
   ReportBuffer,
+  isCluster,
   ReportCoalescer,
   ResultCache,
   VerdictFeed,
@@ -52,6 +53,16 @@ export interface AppDeps {
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
+/**
+ * Report counts group-committed on a single Redis, where one batch is one atomic script call: a
+ * failed write counted none of its checks. On a Redis Cluster a write is one call per partition
+ * on several masters, so one failing call would answer 503 to checks whose counts other calls
+ * wrote (and their retries would count again): there each check is written alone, as it came.
+ */
+function reportWriter(redis: RedisClient, reports: ReportBuffer): Pick<ReportCoalescer, 'add'> {
+  return isCluster(redis) ? reports : new ReportCoalescer(reports);
+}
+
 /** Builds the Express app from its dependencies; no I/O, no listening. */
 export function createApp(deps: AppDeps): Express {
   const { config, pool, redis, logger } = deps;
@@ -65,7 +76,7 @@ export function createApp(deps: AppDeps): Express {
     store: new PackageStore(pool),
     reads: deps.reads,
     buffer,
-    reports: deps.countReports === false ? null : new ReportCoalescer(reports),
+    reports: deps.countReports === false ? null : reportWriter(redis, reports),
     writeMode: config.writeMode,
     pendingAnswerWindowMs: pendingAnswerWindowMs(config),
     metrics,

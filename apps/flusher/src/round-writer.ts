@@ -141,6 +141,11 @@ export class RoundWriter {
     const overlap = order.overlap === true && sets.length === 0;
     const unapplied = await this.writeIsolating(valid, isLost, result, beforeCommit, sets, overlap);
     if (unapplied.length > 0) await this.writeReportsAlone(unapplied, isLost, result, beforeCommit);
+    // A round that committed nothing (every entry malformed or poison, or its partitions' leases
+    // lost) never ran the beforeCommit above: the previous confirm is awaited here instead, so no
+    // later round commits before it and its failure still fails the tick. After a COMMIT it has
+    // already settled.
+    await previous;
     return result;
   }
 

@@ -204,3 +204,80 @@ test('a failed confirm rolls the next round back: the tick fails with every unco
   expect(end.storedKeys).toEqual([...keys].sort());
   expect(end).toMatchObject({ pending: 0, queued: 600, queuedDistinct: 600 });
 });
+
+describe('a round that commits nothing still waits for the previous confirm', () => {
+  // Round 1: 200 packages; round 2: 200 malformed keys, all dead-lettered without a PostgreSQL
+  // transaction (so no beforeCommit runs); round 3: 200 packages.
+  async function bufferRounds(buffer: RedisBuffer, tag: string): Promise<string[]> {
+    const first = await bufferPackages(buffer, 200, `${tag}a`);
+    await buffer.add(
+      Array.from({ length: 200 }, (_, i) => ({ key: `not a key ${tag} ${i}`, payload: { t: Date.now() } })),
+    );
+    const last = await bufferPackages(buffer, 200, `${tag}b`);
+    return [...first, ...last];
+  }
+
+  test("round 1's failed confirm fails the tick; round 3 is not committed", async () => {
+    let now = 0;
+    const backoff = new Backoff(
+      ctx.config.flushIntervalMs,
+      ctx.config.flushBackoffMaxMs,
+      Math.random,
+      () => (now += 3_600_000),
+    );
+    const t = testFlusher(ctx, { config: { bufferPartitions: 1, flushBatchSize: 200 }, deps: { backoff } });
+    const keys = await bufferRounds(t.buffer, 'nocommitfail');
+    const confirm = t.buffer.confirm.bind(t.buffer);
+    let calls = 0;
+    t.buffer.confirm = async (...args: Parameters<typeof confirm>) => {
+      if (++calls === 2) throw new Error('redis went away');
+      return confirm(...args);
+    };
+    const r = await t.flusher.tick();
+    expect(r.error).toMatch(/redis went away/);
+    const s = await state();
+    expect(s.storedKeys).toHaveLength(200);
+    // Round 1's unconfirmed half and round 3 are still pending; round 2 is dead.
+    expect(s).toMatchObject({ pending: 100 + 200, dead: 200 });
+    t.buffer.confirm = confirm;
+    const again = await t.flusher.tick();
+    expect(again.error).toBeNull();
+    const end = await state();
+    expect(end.storedKeys).toEqual([...keys].sort());
+    expect(end).toMatchObject({ pending: 0, dead: 200, queued: 400, queuedDistinct: 400, leases: 0 });
+  });
+
+  test("round 3 does not commit while round 1's confirm is held", async () => {
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    let reachedPause!: () => void;
+    const paused = new Promise<void>((r) => (reachedPause = r));
+    let atMidConfirm = 0;
+    const t = testFlusher(ctx, {
+      config: { bufferPartitions: 1, flushBatchSize: 200 },
+      deps: {
+        checkpoint: async (point) => {
+          if (point !== 'mid-confirm' || ++atMidConfirm !== 1) return;
+          reachedPause();
+          await held;
+        },
+      },
+    });
+    const keys = await bufferRounds(t.buffer, 'nocommithold');
+    const tick = t.flusher.tick();
+    try {
+      await paused;
+      // Round 2 is dead-lettered meanwhile; give round 3 every chance to commit if it could.
+      await waitFor(async () => (await state()).dead === 200, { what: 'round 2 dead-lettered' });
+      await new Promise((r) => setTimeout(r, 300));
+      expect((await state()).storedKeys).toHaveLength(200);
+    } finally {
+      release();
+    }
+    const r = await tick;
+    expect(r.error).toBeNull();
+    const s = await state();
+    expect(s.storedKeys).toEqual([...keys].sort());
+    expect(s).toMatchObject({ pending: 0, dead: 200, queued: 400, leases: 0 });
+  });
+});

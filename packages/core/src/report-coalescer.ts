@@ -25,7 +25,10 @@ interface Batch {
  *
  * Nothing accepted is lost and nothing is counted for a check answered 503: each check awaits
  * its batch's write before its answer, and a failed write fails every check of the batch (on a
- * single Redis the script is atomic, so none of them was counted). With no write in flight a
+ * single Redis the script is atomic, so none of them was counted; a write that timed out after
+ * Redis ran it is the one ambiguous case, as for a check written alone). For a single Redis only:
+ * on a Cluster a batch would be several calls that can fail apart (app.ts writes each check alone
+ * there). With no write in flight a
  * batch is sent on the next turn of the event loop, so a lone check waits no extra round trip.
  */
 export class ReportCoalescer {
@@ -64,7 +67,15 @@ export class ReportCoalescer {
     if (!batch) return;
     this.open = null;
     this.inFlight += 1;
-    this.write(batch).then(
+    // A write that throws instead of rejecting settles the batch too: inFlight must come back
+    // down, or every later batch would wait for a write that never ends.
+    let written: Promise<void>;
+    try {
+      written = this.write(batch);
+    } catch (err) {
+      written = Promise.reject(err);
+    }
+    written.then(
       () => this.settled(() => batch.resolve()),
       (err: unknown) => this.settled(() => batch.reject(err)),
     );

@@ -77,6 +77,26 @@ describe('ReportCoalescer', () => {
     expect(await field(`n:${a}`)).toBeNull();
   });
 
+  test('a write that throws before returning a promise fails its batch; later batches are still written', async () => {
+    const { calls, writer, field } = recorded();
+    let throwNext = true;
+    const co = new ReportCoalescer({
+      add: (keys, now) => {
+        if (throwNext) {
+          throwNext = false;
+          throw new Error('thrown at once');
+        }
+        return writer.add(keys, now);
+      },
+      addCounts: (deltas) => writer.addCounts(deltas),
+    });
+    const [a] = pkgs(0, 1, 'sync').map(packageKey) as [string];
+    await expect(co.add([a], 1_000)).rejects.toThrow('thrown at once');
+    await co.add([a], 2_000);
+    expect(calls).toHaveLength(1);
+    expect(await field(`n:${a}`)).toBe('1');
+  });
+
   test('a batch that reaches the size bound is sent at once, without waiting for the write in flight', async () => {
     const { calls, writer, field } = recorded();
     const co = new ReportCoalescer(writer, 100);
