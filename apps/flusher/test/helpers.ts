@@ -9,6 +9,7 @@ import {
 } from '@safepkg/core';
 import { startTcpProxy, type TcpProxy, type TestContext } from '@safepkg/testkit';
 import { Pool } from 'pg';
+import { Backoff } from '../src/backoff';
 import { Flusher, type FlusherDeps } from '../src/flusher';
 import { FlusherMetrics } from '../src/metrics';
 import { absorbClientErrors } from '../src/pool-errors';
@@ -57,6 +58,12 @@ export function testFlusher(
     ...options.deps,
   });
   return { flusher, buffer, reports, store, metrics, config };
+}
+
+/** A backoff whose clock jumps an hour ahead at each reading: a test's retry tick is never skipped. */
+export function backoffWithoutWaits(config: Pick<Config, 'flushIntervalMs' | 'flushBackoffMaxMs'>): Backoff {
+  let now = 0;
+  return new Backoff(config.flushIntervalMs, config.flushBackoffMaxMs, Math.random, () => (now += 3_600_000));
 }
 
 /** A counter's current value (prom-client keeps it per label set; these have none). */

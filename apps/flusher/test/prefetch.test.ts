@@ -1,8 +1,7 @@
 import type { Pool } from 'pg';
 import { bufferPackages, flushState, useTestContext, waitFor, type TcpProxy } from '@safepkg/testkit';
 import { RedisBuffer, type BufferEntry, type NewPackage, type ReportSet } from '@safepkg/core';
-import { Backoff } from '../src/backoff';
-import { CountingStore, proxiedPool, testFlusher } from './helpers';
+import { backoffWithoutWaits, CountingStore, proxiedPool, testFlusher } from './helpers';
 
 const PARTITIONS = 2;
 const BATCH = 100;
@@ -61,15 +60,7 @@ class HookedStore extends CountingStore {
 function prefetchFlusher() {
   const buffer = new RecordingBuffer(ctx.redis, ctx.keys, PARTITIONS, ctx.config.maxBufferDepth);
   const store = new HookedStore(pool);
-  // A clock far ahead after each failure: a test's retry tick is never skipped for backoff.
-  let now = 0;
-  const backoff = new Backoff(
-    ctx.config.flushIntervalMs,
-    ctx.config.flushBackoffMaxMs,
-    Math.random,
-    () => (now += 3_600_000),
-  );
-  const t = testFlusher(ctx, { deps: { buffer, store, backoff } });
+  const t = testFlusher(ctx, { deps: { buffer, store, backoff: backoffWithoutWaits(ctx.config) } });
   return { ...t, buffer, store };
 }
 

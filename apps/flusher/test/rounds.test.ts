@@ -1,8 +1,7 @@
 import { Pool } from 'pg';
 import { RedisBuffer } from '@safepkg/core';
 import { bufferPackages, flushState, pkg, useTestContext, waitFor } from '@safepkg/testkit';
-import { Backoff } from '../src/backoff';
-import { countStatements, counterValue, testFlusher } from './helpers';
+import { backoffWithoutWaits, countStatements, counterValue, testFlusher } from './helpers';
 
 const PARTITIONS = 16;
 const BATCH = 1000;
@@ -173,31 +172,38 @@ test("a round's confirm runs beside the next round's transaction, whose COMMIT w
   }
 });
 
-test('a failed confirm rolls the next round back: the tick fails with every uncommitted entry still pending', async () => {
-  // A clock far ahead after each failure: the retry tick is never skipped for backoff.
-  let now = 0;
-  const backoff = new Backoff(
-    ctx.config.flushIntervalMs,
-    ctx.config.flushBackoffMaxMs,
-    Math.random,
-    () => (now += 3_600_000),
-  );
-  const t = testFlusher(ctx, { config: { bufferPartitions: 1, flushBatchSize: 200 }, deps: { backoff } });
-  const keys = await bufferPackages(t.buffer, 600, 'confirmfail');
-  const confirm = t.buffer.confirm.bind(t.buffer);
+/** One partition, rounds of 200, retry ticks never skipped for backoff. */
+function oneBatchFlusher() {
+  return testFlusher(ctx, {
+    config: { bufferPartitions: 1, flushBatchSize: 200 },
+    deps: { backoff: backoffWithoutWaits(ctx.config) },
+  });
+}
+
+/** Round 1's second confirm call fails, as a Redis error would; returns the undo. */
+function failSecondConfirmCall(buffer: RedisBuffer): () => void {
+  const confirm = buffer.confirm.bind(buffer);
   let calls = 0;
-  t.buffer.confirm = async (...args: Parameters<typeof confirm>) => {
-    // Round 1's second confirm call fails, as a Redis error would.
+  buffer.confirm = async (...args: Parameters<typeof confirm>) => {
     if (++calls === 2) throw new Error('redis went away');
     return confirm(...args);
   };
+  return () => {
+    buffer.confirm = confirm;
+  };
+}
+
+test('a failed confirm rolls the next round back: the tick fails with every uncommitted entry still pending', async () => {
+  const t = oneBatchFlusher();
+  const keys = await bufferPackages(t.buffer, 600, 'confirmfail');
+  const restore = failSecondConfirmCall(t.buffer);
   const r = await t.flusher.tick();
   expect(r.error).toMatch(/redis went away/);
   const s = await state();
   // Round 1 committed; round 2 was rolled back at its COMMIT; nothing is lost, nothing doubled.
   expect(s.storedKeys).toHaveLength(200);
   expect(s.pending).toBe(600 - 100);
-  t.buffer.confirm = confirm;
+  restore();
   const again = await t.flusher.tick();
   expect(again.error).toBeNull();
   const end = await state();
@@ -218,28 +224,16 @@ describe('a round that commits nothing still waits for the previous confirm', ()
   }
 
   test("round 1's failed confirm fails the tick; round 3 is not committed", async () => {
-    let now = 0;
-    const backoff = new Backoff(
-      ctx.config.flushIntervalMs,
-      ctx.config.flushBackoffMaxMs,
-      Math.random,
-      () => (now += 3_600_000),
-    );
-    const t = testFlusher(ctx, { config: { bufferPartitions: 1, flushBatchSize: 200 }, deps: { backoff } });
+    const t = oneBatchFlusher();
     const keys = await bufferRounds(t.buffer, 'nocommitfail');
-    const confirm = t.buffer.confirm.bind(t.buffer);
-    let calls = 0;
-    t.buffer.confirm = async (...args: Parameters<typeof confirm>) => {
-      if (++calls === 2) throw new Error('redis went away');
-      return confirm(...args);
-    };
+    const restore = failSecondConfirmCall(t.buffer);
     const r = await t.flusher.tick();
     expect(r.error).toMatch(/redis went away/);
     const s = await state();
     expect(s.storedKeys).toHaveLength(200);
     // Round 1's unconfirmed half and round 3 are still pending; round 2 is dead.
     expect(s).toMatchObject({ pending: 100 + 200, dead: 200 });
-    t.buffer.confirm = confirm;
+    restore();
     const again = await t.flusher.tick();
     expect(again.error).toBeNull();
     const end = await state();
