@@ -121,26 +121,33 @@ test('stray partitions (beyond BUFFER_PARTITIONS) are drained in the same rounds
   expect(s).toMatchObject({ pending: 0, queued: 1500, queuedDistinct: 1500, leases: 0 });
 });
 
-test("a round's confirm runs beside the next round's transaction, whose COMMIT waits for it", async () => {
+/**
+ * A checkpoint that holds round 1's confirm (two calls of 100) between its calls until
+ * `release()`; `paused` resolves once it is held.
+ */
+function holdFirstConfirm() {
   let release!: () => void;
   const held = new Promise<void>((r) => (release = r));
-  let atMidConfirm = 0;
   let reachedPause!: () => void;
   const paused = new Promise<void>((r) => (reachedPause = r));
+  let atMidConfirm = 0;
+  const checkpoint = async (point: string) => {
+    if (point !== 'mid-confirm' || ++atMidConfirm !== 1) return;
+    reachedPause();
+    await held;
+  };
+  return { checkpoint, paused, release };
+}
+
+test("a round's confirm runs beside the next round's transaction, whose COMMIT waits for it", async () => {
+  const { checkpoint, paused, release } = holdFirstConfirm();
   // A pool of its own, so the open flush transaction can be seen in pg_stat_activity.
   const pool = new Pool({ connectionString: ctx.db.url, max: 2, application_name: 'overlap-flusher' });
   try {
     const t = testFlusher(ctx, {
       pool,
       config: { bufferPartitions: 1, flushBatchSize: 200 },
-      deps: {
-        checkpoint: async (point) => {
-          // Round 1's confirm (two calls of 100): hold it between its calls.
-          if (point !== 'mid-confirm' || ++atMidConfirm !== 1) return;
-          reachedPause();
-          await held;
-        },
-      },
+      deps: { checkpoint },
     });
     const keys = await bufferPackages(t.buffer, 600, 'overlap');
     const tick = t.flusher.tick();
@@ -242,20 +249,10 @@ describe('a round that commits nothing still waits for the previous confirm', ()
   });
 
   test("round 3 does not commit while round 1's confirm is held", async () => {
-    let release!: () => void;
-    const held = new Promise<void>((r) => (release = r));
-    let reachedPause!: () => void;
-    const paused = new Promise<void>((r) => (reachedPause = r));
-    let atMidConfirm = 0;
+    const { checkpoint, paused, release } = holdFirstConfirm();
     const t = testFlusher(ctx, {
       config: { bufferPartitions: 1, flushBatchSize: 200 },
-      deps: {
-        checkpoint: async (point) => {
-          if (point !== 'mid-confirm' || ++atMidConfirm !== 1) return;
-          reachedPause();
-          await held;
-        },
-      },
+      deps: { checkpoint },
     });
     const keys = await bufferRounds(t.buffer, 'nocommithold');
     const tick = t.flusher.tick();
