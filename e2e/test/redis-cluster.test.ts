@@ -4,6 +4,8 @@ import {
   contextEnv,
   startApp,
   startRedisCluster,
+  storedReports,
+  totalStoredReports,
   useTestContext,
   waitFor,
   type RedisClusterHandle,
@@ -82,21 +84,14 @@ test('on a 3-master Redis Cluster: partitions spread over the masters, and the r
   const expected = new Map<string, number>();
   for (const body of requests)
     for (const key of new Set(body.map(packageKey))) expected.set(key, (expected.get(key) ?? 0) + 1);
-  const storedReports = async () =>
-    new Map(
-      (
-        await ctx.db.pool.query<{ key: string; reports: string }>(
-          "SELECT name || ':' || version_code || ':' || signature AS key, reports FROM packages",
-        )
-      ).rows.map((r) => [r.key, Number(r.reports)]),
-    );
   const total = [...expected.values()].reduce((a, b) => a + b, 0);
-  await waitFor(async () => [...(await storedReports()).values()].reduce((a, b) => a + b, 0) === total, {
+  await waitFor(async () => (await totalStoredReports(ctx.db.pool)) === total, {
     timeoutMs: 60000,
     intervalMs: 200,
     what: 'every report to be flushed',
   });
-  expect(await storedReports()).toEqual(expected);
+  const stored = await storedReports(ctx.db.pool);
+  expect(new Map([...stored].map(([key, r]) => [key, r.reports]))).toEqual(expected);
 
   const all: PackageRef[] = [...distinct.values()].slice(0, 1000);
   const results = await check(api.url, all);
