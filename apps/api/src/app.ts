@@ -77,6 +77,10 @@ export function createApp(deps: AppDeps): Express {
     reads: deps.reads,
     buffer,
     reports: deps.countReports === false ? null : reportWriter(redis, reports),
+    readCounting:
+      deps.countReports === false || isCluster(redis)
+        ? null
+        : { targetOf: (k) => reports.countTarget(k), ready: () => redis.status === 'ready' },
     writeMode: config.writeMode,
     pendingAnswerWindowMs: pendingAnswerWindowMs(config),
     metrics,

@@ -6,6 +6,7 @@ import {
   UnavailableError,
   type CachedSigner,
   type CachedStatus,
+  type CountTarget,
   type Logger,
   type PackageRef,
   type PackageStore,
@@ -45,6 +46,13 @@ export interface CheckHooks {
   afterLookup?: () => Promise<void>;
 }
 
+export interface ReadCounting {
+  /** The reports hashes a check's packages are counted in. */
+  targetOf(keys: readonly string[]): CountTarget;
+  /** Whether a command sent now goes to Redis at once (else it fails unsent: no offline queue). */
+  ready(): boolean;
+}
+
 export interface CheckDeps {
   cache: ResultCache;
   store: PackageStore;
@@ -53,6 +61,12 @@ export interface CheckDeps {
   buffer: RedisBuffer;
   /** Null only in the benchmark's baseline (SAFEPKG_TEST_NO_REPORTS=1): reports are not counted. */
   reports: Pick<ReportCoalescer, 'add'> | null;
+  /**
+   * Counting in the cache read itself when every package is cached (one Redis round trip per
+   * check instead of two). Null on a Redis Cluster (the read spans slots) and when reports are
+   * not counted.
+   */
+  readCounting: ReadCounting | null;
   writeMode: WriteMode;
   /**
    * Misses pending in the buffer and first buffered less than this long ago (ms) are answered
@@ -113,13 +127,22 @@ export function withSigner(result: PackageResult, signer: CachedSigner | undefin
 }
 
 /**
- * The check path: cache (one MGET of the packages and their signers) → one PostgreSQL query
+ * The check path: cache (one MGET of the packages and their signers; on a single Redis one script
+ * that also counts the check's reports when every package is cached, the whole answer then being
+ * sure, so a cache-hit check costs one round trip) → one PostgreSQL query
  * for the package misses, and one beside it for the signer misses → rev-guarded cache fill →
  * buffer the packages unknown everywhere; each answer combined with its signer's verdict. It never writes PostgreSQL in
  * buffered mode unless Redis is down, and it degrades instead of failing while either
  * Redis or PostgreSQL still answers.
  */
 export class CheckService {
+  /**
+   * Cleared when a counting read fails (Redis may have counted the check; it is answered 503),
+   * set again by the next plain read that succeeds: while Redis does not answer, checks read
+   * plainly and fall back to PostgreSQL as before instead of all failing.
+   */
+  private countOnRead = true;
+
   constructor(private readonly deps: CheckDeps) {}
 
   async check(refs: readonly PackageRef[], now = Date.now()): Promise<CheckAnswer> {
@@ -135,11 +158,31 @@ export class CheckService {
     let redisUp = true;
     let cached = new Map<string, CachedStatus>();
     const signers = new Map<string, CachedSigner>();
+    // Whether the cache read counted this check (every package was cached).
+    let counted = false;
+    const counting = this.countingTarget(keys);
     try {
-      const read = await cache.read(keys, signatures);
+      // A cached entry the script counted but decodeCached refuses would be looked up and could
+      // still end in a 503: the script's test (the prefix cache-fill writes) makes that a corrupt
+      // entry only.
+      const read = counting
+        ? await cache.readCounting(keys, signatures, counting, now)
+        : { ...(await cache.read(keys, signatures)), counted: false };
       cached = read.packages;
       for (const [sig, st] of read.signers) signers.set(sig, st);
+      counted = read.counted;
+      if (!counting) this.countOnRead = true;
     } catch (err) {
+      if (counting) {
+        // Sent to a Redis that was up: the script may have run and counted the check, so a
+        // fallback that answers 200 and counts again could over-count. Unknown outcome: 503.
+        this.countOnRead = false;
+        this.deps.logger.warn(
+          { err },
+          'counting cache read failed; answering 503, reading plainly until Redis answers',
+        );
+        throw new UnavailableError('Redis did not answer; retry the check', { cause: err });
+      }
       redisUp = false;
       this.degrade('redis', err);
     }
@@ -204,8 +247,10 @@ export class CheckService {
     }
     await fill;
     // Counted last, once nothing else can fail: a request answered 503 (buffer_full, unavailable)
-    // counts nothing, and every package of a request answered 200 counts once.
-    await this.countReports([...unique.values()], keys, now, withoutRedis);
+    // counts nothing, and every package of a request answered 200 counts once. A check whose
+    // packages were all cached was counted by its read: nothing after it can fail.
+    if (counted) this.deps.metrics.reports.inc({ via: 'redis' }, keys.length);
+    else await this.countReports(unique, keys, now, withoutRedis);
 
     const results = refKeys.map((k) => {
       const result = answers.get(k) as PackageResult;
@@ -319,6 +364,13 @@ export class CheckService {
     return left;
   }
 
+  /** Where the cache read counts this check, or null for a plain read (see `countOnRead`). */
+  private countingTarget(keys: readonly string[]): CountTarget | null {
+    const rc = this.deps.readCounting;
+    if (!rc || !this.countOnRead || keys.length === 0 || !rc.ready()) return null;
+    return rc.targetOf(keys);
+  }
+
   private lookupSigners(signatures: readonly string[]) {
     return this.deps.reads
       ? this.deps.reads.lookupSigners(signatures)
@@ -336,11 +388,16 @@ export class CheckService {
    * relies on. Without Redis, straight into PostgreSQL, where the request's
    * packages now are. A failure here makes the request 503 (nothing else was answered yet).
    */
-  private async countReports(refs: PackageRef[], keys: string[], now: number, withoutRedis: boolean) {
+  private async countReports(
+    unique: Map<string, PackageRef>,
+    keys: string[],
+    now: number,
+    withoutRedis: boolean,
+  ) {
     const { metrics, reports } = this.deps;
     if (!reports) return;
     try {
-      if (withoutRedis) await this.deps.store.countReportsDirect(refs, new Date(now));
+      if (withoutRedis) await this.deps.store.countReportsDirect([...unique.values()], new Date(now));
       else await reports.add(keys, now);
     } catch (err) {
       this.degrade(withoutRedis ? 'postgres' : 'redis', err);

@@ -3,11 +3,21 @@ import {
   applyReportSets,
   KeySchema,
   packageKey,
+  partitionOf,
+  waitUntilReady,
   PackageStore,
   ReportBuffer,
   type PackageRef,
 } from '@safepkg/core';
-import { freePort, pkgs, reportKeysLeft, storedReports, useTestContext } from '@safepkg/testkit';
+import {
+  freePort,
+  pkgs,
+  reportKeysLeft,
+  startRedisServer,
+  storedReports,
+  useTestContext,
+  waitFor,
+} from '@safepkg/testkit';
 import { serveApp, type TestServer } from './helpers';
 
 const TOKEN = 'reports-admin-token-0123456789';
@@ -177,4 +187,93 @@ test('GET /v1/admin/buffer shows the report deltas still in Redis, per partition
   expect(body.reportDeltas).toBe(total);
   expect(body.partitions.reduce((a, p) => a + p.reportDeltas, 0)).toBe(total);
   expect(body.oldestReportDeltaAgeMs).toEqual(expect.any(Number));
+});
+
+test('a check whose packages are all cached is counted by its cache read: one Redis command, no separate count', async () => {
+  const client = new Redis(ctx.config.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1 });
+  await waitUntilReady(client, 5_000);
+  // What the app sends, recorded on the real client it uses.
+  const sent: string[] = [];
+  const send = client.sendCommand.bind(client);
+  client.sendCommand = (command, stream) => {
+    sent.push(command.name);
+    return send(command, stream);
+  };
+  const app = await serveApp(ctx, {}, { redis: client });
+  try {
+    const known = pkgs(0, 3, 'onetrip') as PackageRef[];
+    await new PackageStore(ctx.db.pool).insertBatch(
+      known.map((ref) => ({ ref, firstSeenAt: new Date(1_000) })),
+    );
+    // The first check misses the cache: read, fill, then the count on its own.
+    expect((await check(known, app)).status).toBe(200);
+    sent.length = 0;
+    expect((await check([...known, known[0] as PackageRef], app)).status).toBe(200);
+    expect(sent).toEqual(['evalsha']);
+    const b = await buffered();
+    for (const ref of known) expect(b.get(packageKey(ref))).toBe(2);
+  } finally {
+    await app.close();
+    client.disconnect();
+  }
+});
+
+test('a counting read Redis does not answer is a 503 (it may have counted); checks then read plainly and fall back to PostgreSQL until Redis answers again', async () => {
+  const redis = await startRedisServer();
+  const client = new Redis(redis.url, {
+    commandTimeout: 300,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+  });
+  client.on('error', () => undefined);
+  const pid = redis.process.child.pid as number;
+  const app = await serveApp(ctx, {}, { redis: client });
+  try {
+    await waitUntilReady(client, 5_000);
+    const [ref] = pkgs(0, 1, 'frozenread') as [PackageRef];
+    await new PackageStore(ctx.db.pool).insertBatch([{ ref, firstSeenAt: new Date(1_000) }]);
+    const storedBefore = (await storedReports(ctx.db.pool)).get(packageKey(ref))?.reports as number;
+    const inRedis = async () =>
+      Number(
+        await client.hget(
+          new KeySchema(ctx.config.keyPrefix).partition(partitionOf(packageKey(ref), PARTITIONS)).reports,
+          `n:${packageKey(ref)}`,
+        ),
+      );
+    expect((await check([ref], app)).status).toBe(200); // miss: fills the cache
+    expect((await check([ref], app)).status).toBe(200); // counted by the read
+    expect(await inRedis()).toBe(2);
+
+    process.kill(pid, 'SIGSTOP');
+    const ambiguous = await check([ref], app);
+    expect([ambiguous.status, (ambiguous.body as { error: { code: string } }).error.code]).toEqual([
+      503,
+      'unavailable',
+    ]);
+    // The next one reads plainly: it times out too, PostgreSQL answers, and counts it.
+    const degraded = await check([ref], app);
+    expect([degraded.status, (degraded.body as { degraded: boolean }).degraded]).toEqual([200, true]);
+    expect((await storedReports(ctx.db.pool)).get(packageKey(ref))?.reports).toBe(storedBefore + 1);
+
+    process.kill(pid, 'SIGCONT');
+    // A plain read that succeeds turns counting reads back on.
+    expect((await check([ref], app)).status).toBe(200);
+    expect((await check([ref], app)).status).toBe(200);
+    // Redis ran the 503's script once it woke: 2 before, that one, and the last two. Stored in
+    // all: the five checks answered 200 plus the one answered 503, the bound the README states.
+    await waitFor(async () => (await inRedis()) === 5, {
+      what: 'the five reports in Redis',
+      timeoutMs: 5_000,
+    });
+    expect((await storedReports(ctx.db.pool)).get(packageKey(ref))?.reports).toBe(storedBefore + 1);
+  } finally {
+    try {
+      process.kill(pid, 'SIGCONT');
+    } catch {
+      // already gone
+    }
+    await app.close();
+    client.disconnect();
+    await redis.stop();
+  }
 });

@@ -56,7 +56,12 @@ export class KeySchema {
   }
 
   cache(packageKey: string): string {
-    return `${this.prefix}:c:${packageKey}`;
+    return `${this.cachePrefix()}${packageKey}`;
+  }
+
+  /** What every cache key starts with: the read-and-count script cuts it off to get the packageKey. */
+  cachePrefix(): string {
+    return `${this.prefix}:c:`;
   }
 
   /**

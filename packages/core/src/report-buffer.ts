@@ -12,11 +12,27 @@ export interface ReportDelta {
   lastSeenAt: number;
 }
 
-/** Packages whose reports add the same count at the same time: one argument of the add script. */
-interface ReportGroup {
+/**
+ * Packages whose reports add the same count at the same time: one argument of the add script per
+ * partition it touches. Keys are distinct across the groups of one call.
+ */
+export interface ReportGroup {
   count: number;
   lastSeenAt: number;
-  keys: string[];
+  keys: readonly string[];
+}
+
+/** A check's packages' reports hashes and each package's index into them (space-separated, 1-based). */
+export interface CountTarget {
+  hashes: string[];
+  indexes: string;
+}
+
+/** One partition's share of a call: its groups, and which caller's group the last one came from. */
+interface PartitionGroups {
+  partition: number;
+  groups: { count: number; lastSeenAt: number; keys: string[] }[];
+  from: number;
 }
 
 /** A partition's delta set taken for a flush: applied at most once, under its flush id. */
@@ -70,45 +86,50 @@ function parseDeltas(flat: readonly string[]): ReportDelta[] {
  * and drops the set after COMMIT (reports-clear.lua).
  */
 export class ReportBuffer {
+  /** Each partition's reports hash name, built once: the check path names them on every call. */
+  private readonly hashes: string[];
+
   constructor(
     private readonly redis: RedisClient,
     private readonly keys: KeySchema,
     readonly partitions: number,
-  ) {}
+  ) {
+    this.hashes = Array.from({ length: partitions }, (_, p) => keys.partition(p).reports);
+  }
 
   /**
    * Counts one report of each key (distinct keys, one check answered 200) at `now`: one group
    * per partition.
    */
   add(keys: readonly string[], now: number): Promise<void> {
-    const byPartition = new Map<number, string[]>();
-    for (const key of keys) {
-      const p = partitionOf(key, this.partitions);
-      let g = byPartition.get(p);
-      if (!g) byPartition.set(p, (g = []));
-      g.push(key);
-    }
-    return this.send(
-      new Map([...byPartition].map(([p, g]) => [p, [{ count: 1, lastSeenAt: now, keys: g }]])),
-    );
+    return this.addGroups([{ count: 1, lastSeenAt: now, keys }]);
   }
 
   /**
-   * Adds counted reports (distinct keys; counts >= 1, e.g. several checks coalesced): the deltas
-   * sharing a count and a time go as one group.
+   * Adds counted reports (counts >= 1, e.g. several checks coalesced), each group split by
+   * partition in one pass. Callers group by (count, time) themselves, with numbers rather than
+   * per-key strings: this runs on the check path, where allocations per package are GC time.
    */
-  addCounts(deltas: readonly ReportDelta[]): Promise<void> {
-    const byPartition = new Map<number, Map<string, ReportGroup>>();
-    for (const d of deltas) {
-      const p = partitionOf(d.key, this.partitions);
-      let groups = byPartition.get(p);
-      if (!groups) byPartition.set(p, (groups = new Map()));
-      const id = `${d.count}:${d.lastSeenAt}`;
-      let g = groups.get(id);
-      if (!g) groups.set(id, (g = { count: d.count, lastSeenAt: d.lastSeenAt, keys: [] }));
-      g.keys.push(d.key);
+  addGroups(groups: readonly ReportGroup[]): Promise<void> {
+    const byPartition: (PartitionGroups | undefined)[] = new Array<PartitionGroups | undefined>(
+      this.partitions,
+    );
+    const touched: PartitionGroups[] = [];
+    for (let gi = 0; gi < groups.length; gi++) {
+      const g = groups[gi] as ReportGroup;
+      for (const key of g.keys) {
+        const p = partitionOf(key, this.partitions);
+        let part = byPartition[p];
+        if (!part) touched.push((byPartition[p] = part = { partition: p, groups: [], from: -1 }));
+        // Groups are walked in order, so a partition's share of group gi is always its last one.
+        if (part.from !== gi) {
+          part.groups.push({ count: g.count, lastSeenAt: g.lastSeenAt, keys: [] });
+          part.from = gi;
+        }
+        (part.groups[part.groups.length - 1] as { keys: string[] }).keys.push(key);
+      }
     }
-    return this.send(new Map([...byPartition].map(([p, groups]) => [p, [...groups.values()]])));
+    return this.send(touched);
   }
 
   /**
@@ -118,21 +139,38 @@ export class ReportBuffer {
    * per call, not one per package. (Sixteen calls per request cost the api a third more CPU per
    * package in a quick steady run; see README.)
    */
-  private async send(byPartition: Map<number, ReportGroup[]>): Promise<void> {
-    const call = (parts: [number, ReportGroup[]][]) => {
-      const args: (string | number)[] = parts.map(([, groups]) => groups.length);
-      for (const [, groups] of parts)
-        for (const g of groups) args.push(g.count, g.lastSeenAt, g.keys.join(' '));
+  private async send(parts: readonly PartitionGroups[]): Promise<void> {
+    const call = (share: readonly PartitionGroups[]) => {
+      // 0: the add form of the script (the read form is ResultCache.readCounting's).
+      const args: (string | number)[] = [0, ...share.map((part) => part.groups.length)];
+      for (const part of share)
+        for (const g of part.groups) args.push(g.count, g.lastSeenAt, g.keys.join(' '));
       return runScript(
         this.redis,
         'reports-add',
-        parts.map(([p]) => this.keys.partition(p).reports),
+        share.map((part) => this.hashes[part.partition] as string),
         args,
       );
     };
-    if (byPartition.size === 0) return;
-    if (isCluster(this.redis)) await Promise.all([...byPartition].map((part) => call([part])));
-    else await call([...byPartition]);
+    if (parts.length === 0) return;
+    if (isCluster(this.redis)) await Promise.all(parts.map((part) => call([part])));
+    else await call(parts);
+  }
+
+  /**
+   * Where one check's packages (distinct keys) are counted by the read form of reports-add.lua:
+   * the reports hashes of their partitions, and each key's hash as a 1-based index into them.
+   */
+  countTarget(keys: readonly string[]): CountTarget {
+    const slot = new Array<number>(this.partitions).fill(0);
+    const hashes: string[] = [];
+    const indexes = new Array<number>(keys.length);
+    for (let i = 0; i < keys.length; i++) {
+      const p = partitionOf(keys[i] as string, this.partitions);
+      if (slot[p] === 0) slot[p] = hashes.push(this.hashes[p] as string);
+      indexes[i] = slot[p] as number;
+    }
+    return { hashes, indexes: indexes.join(' ') };
   }
 
   /**

@@ -1,4 +1,4 @@
-import type { ReportBuffer, ReportDelta } from './report-buffer';
+import type { ReportBuffer, ReportGroup } from './report-buffer';
 
 /**
  * Distinct packages at which an open batch is sent even while another write is in flight: one
@@ -7,9 +7,15 @@ import type { ReportBuffer, ReportDelta } from './report-buffer';
  */
 export const MAX_COALESCED_PACKAGES = 2000;
 
+/** One check's distinct keys and its time. */
+interface CountedCheck {
+  keys: readonly string[];
+  now: number;
+}
+
 interface Batch {
-  /** The checks' keys as they came; merged into deltas only once a second check joins. */
-  checks: { keys: readonly string[]; now: number }[];
+  /** The checks' keys as they came; merged per package only once a second check joins. */
+  checks: CountedCheck[];
   /** Packages in the batch, counting a package once per check (a bound on the distinct ones). */
   size: number;
   done: Promise<void>;
@@ -37,7 +43,7 @@ export class ReportCoalescer {
   private scheduled = false;
 
   constructor(
-    private readonly reports: Pick<ReportBuffer, 'add' | 'addCounts'>,
+    private readonly reports: Pick<ReportBuffer, 'add' | 'addGroups'>,
     private readonly maxPackages = MAX_COALESCED_PACKAGES,
   ) {}
 
@@ -88,23 +94,50 @@ export class ReportCoalescer {
     if (this.inFlight === 0 && this.open) this.send();
   }
 
-  /** A lone check as it came (one group per partition); several merged per package. */
+  /**
+   * A lone check as it came (one group per partition). Several merged per package: its count is
+   * the number of checks that carried it, its time the latest of theirs, and packages sharing
+   * both go as one group. Keyed by numbers (the latest check's index and the count), with one
+   * Map entry per distinct package: this runs for every batch on the check path.
+   */
   private write(batch: Batch): Promise<void> {
-    const [only] = batch.checks;
-    if (batch.checks.length === 1 && only) return this.reports.add(only.keys, only.now);
-    const deltas = new Map<string, ReportDelta>();
-    for (const { keys, now } of batch.checks) {
+    const { checks } = batch;
+    const [only] = checks;
+    if (checks.length === 1 && only) return this.reports.add(only.keys, only.now);
+    const index = new Map<string, number>();
+    const distinct: string[] = [];
+    const counts: number[] = [];
+    const latest: number[] = [];
+    for (let j = 0; j < checks.length; j++) {
+      const { keys, now } = checks[j] as CountedCheck;
       for (const key of keys) {
-        const d = deltas.get(key);
-        if (d) {
-          d.count += 1;
-          if (now > d.lastSeenAt) d.lastSeenAt = now;
+        const i = index.get(key);
+        if (i === undefined) {
+          index.set(key, distinct.length);
+          distinct.push(key);
+          counts.push(1);
+          latest.push(j);
         } else {
-          deltas.set(key, { key, count: 1, lastSeenAt: now });
+          counts[i] = (counts[i] as number) + 1;
+          if (now > (checks[latest[i] as number] as CountedCheck).now) latest[i] = j;
         }
       }
     }
-    return this.reports.addCounts([...deltas.values()]);
+    const n = checks.length;
+    const groups = new Map<number, ReportGroup & { keys: string[] }>();
+    for (let i = 0; i < distinct.length; i++) {
+      const j = latest[i] as number;
+      const count = counts[i] as number;
+      // count <= n, so (j, count) -> j * n + count - 1 is one-to-one.
+      const id = j * n + count - 1;
+      let g = groups.get(id);
+      if (!g) {
+        g = { count, lastSeenAt: (checks[j] as CountedCheck).now, keys: [] };
+        groups.set(id, g);
+      }
+      g.keys.push(distinct[i] as string);
+    }
+    return this.reports.addGroups([...groups.values()]);
   }
 }
 

@@ -1,4 +1,5 @@
 import type { KeySchema } from './keys';
+import type { CountTarget } from './report-buffer';
 import { isCluster, type RedisClient } from './redis-client';
 import { runScript } from './scripts';
 import type { StoredSigner } from './signer-store';
@@ -89,6 +90,26 @@ export interface CacheRead {
   signers: Map<string, CachedSigner>;
 }
 
+/** An MGET's values: the packages' entries, then the signers'; undecodable ones are misses. */
+function decodeRead(
+  values: readonly (string | null)[],
+  packageKeys: readonly string[],
+  signatures: readonly string[],
+): CacheRead {
+  const out: CacheRead = { packages: new Map(), signers: new Map() };
+  values.forEach((raw, i) => {
+    if (raw === null) return;
+    if (i < packageKeys.length) {
+      const decoded = decodeCached(raw);
+      if (decoded) out.packages.set(packageKeys[i] as string, decoded);
+    } else {
+      const decoded = decodeSigner(raw);
+      if (decoded) out.signers.set(signatures[i - packageKeys.length] as string, decoded);
+    }
+  });
+  return out;
+}
+
 /**
  * The read cache of packages found in PostgreSQL. Fills go through the rev-guarded
  * cache-fill script only, so no interleaving of readers and evaluations can put an
@@ -112,25 +133,43 @@ export class ResultCache {
   async read(packageKeys: readonly string[], signatures: readonly string[]): Promise<CacheRead> {
     const out: CacheRead = { packages: new Map(), signers: new Map() };
     if (packageKeys.length === 0 && signatures.length === 0) return out;
-    const cacheKeys = [
-      ...packageKeys.map((k) => this.keys.cache(k)),
-      ...signatures.map((s) => this.keys.signer(s)),
-    ];
+    const cacheKeys = this.cacheKeys(packageKeys, signatures);
     // MGET spans slots, which a cluster refuses: there, per-key GETs are pipelined instead.
     const values = isCluster(this.redis)
       ? await Promise.all(cacheKeys.map((k) => this.redis.get(k)))
       : await this.redis.mget(...cacheKeys);
-    values.forEach((raw, i) => {
-      if (raw === null) return;
-      if (i < packageKeys.length) {
-        const decoded = decodeCached(raw);
-        if (decoded) out.packages.set(packageKeys[i] as string, decoded);
-      } else {
-        const decoded = decodeSigner(raw);
-        if (decoded) out.signers.set(signatures[i - packageKeys.length] as string, decoded);
-      }
-    });
-    return out;
+    return decodeRead(values, packageKeys, signatures);
+  }
+
+  /**
+   * As `read`, and in the same call (a single Redis only: it spans slots) counts one report of
+   * each package at `now` if every package is cached, the check path's whole answer then being
+   * sure. `counted` false: nothing was written, and the caller counts once its answer is sure.
+   * A rejection leaves it unknown whether the check was counted (a reply lost or timed out after
+   * Redis ran the script), which the caller must not answer 200 on.
+   */
+  async readCounting(
+    packageKeys: readonly string[],
+    signatures: readonly string[],
+    target: CountTarget,
+    now: number,
+  ): Promise<CacheRead & { counted: boolean }> {
+    const cacheKeys = this.cacheKeys(packageKeys, signatures);
+    // r = 0 would be the script's add form.
+    if (cacheKeys.length === 0) return { packages: new Map(), signers: new Map(), counted: false };
+    const reply = (await runScript(
+      this.redis,
+      'reports-add',
+      [...cacheKeys, ...target.hashes],
+      [cacheKeys.length, packageKeys.length, now, this.keys.cachePrefix().length, target.indexes],
+    )) as unknown[];
+    const counted = reply[cacheKeys.length] === 1;
+    reply.length = cacheKeys.length;
+    return { ...decodeRead(reply as (string | null)[], packageKeys, signatures), counted };
+  }
+
+  private cacheKeys(packageKeys: readonly string[], signatures: readonly string[]): string[] {
+    return [...packageKeys.map((k) => this.keys.cache(k)), ...signatures.map((s) => this.keys.signer(s))];
   }
 
   /**

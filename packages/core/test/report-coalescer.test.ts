@@ -1,10 +1,17 @@
-import { KeySchema, ReportBuffer, ReportCoalescer, packageKey, type ReportDelta } from '@safepkg/core';
+import {
+  KeySchema,
+  ReportBuffer,
+  ReportCoalescer,
+  packageKey,
+  type ReportDelta,
+  type ReportGroup,
+} from '@safepkg/core';
 import { pkgs, useTestContext } from '@safepkg/testkit';
 
 const ctx = useTestContext();
 
 let tests = 0;
-/** A real ReportBuffer under its own sub-prefix, with every addCounts call recorded. */
+/** A real ReportBuffer under its own sub-prefix, with every write recorded as its deltas. */
 function recorded(options: { failCalls?: number[] } = {}) {
   const keys = new KeySchema(`${ctx.config.keyPrefix}_co${tests++}`);
   const buffer = new ReportBuffer(ctx.redis, keys, 1);
@@ -16,10 +23,12 @@ function recorded(options: { failCalls?: number[] } = {}) {
       if (options.failCalls?.includes(calls.length)) throw new Error('redis said no');
       await buffer.add(keys, now);
     },
-    addCounts: async (deltas: readonly ReportDelta[]) => {
-      calls.push(deltas.map((d) => ({ ...d })));
+    addGroups: async (groups: readonly ReportGroup[]) => {
+      calls.push(
+        groups.flatMap((g) => g.keys.map((key) => ({ key, count: g.count, lastSeenAt: g.lastSeenAt }))),
+      );
       if (options.failCalls?.includes(calls.length)) throw new Error('redis said no');
-      await buffer.addCounts(deltas);
+      await buffer.addGroups(groups);
     },
   };
   const hash = keys.partition(0).reports;
@@ -88,7 +97,7 @@ describe('ReportCoalescer', () => {
         }
         return writer.add(keys, now);
       },
-      addCounts: (deltas) => writer.addCounts(deltas),
+      addGroups: (groups) => writer.addGroups(groups),
     });
     const [a] = pkgs(0, 1, 'sync').map(packageKey) as [string];
     await expect(co.add([a], 1_000)).rejects.toThrow('thrown at once');

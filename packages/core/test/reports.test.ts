@@ -53,11 +53,19 @@ describe('reports-add and take', () => {
     expect(await reports.stats([0], 8_000)).toEqual([{ partition: 0, buffered: 1013, oldestAgeMs: 3_000 }]);
   });
 
-  test('addCounts: packages sharing a count and a time travel as one group; each gets its own count and time', async () => {
+  test('addGroups: each group is split by partition; every package gets the count and time of its group', async () => {
     const { keys, reports } = reportsFor(2);
     const all = pkgs(0, 40, 'rgroups').map(packageKey);
     const deltas = all.map((key, i) => ({ key, count: 1 + (i % 3), lastSeenAt: 9_000 + (i % 2) * 500 }));
-    await reports.addCounts(deltas);
+    // Six groups (count x time), each spanning both partitions.
+    const groups = new Map<string, { count: number; lastSeenAt: number; keys: string[] }>();
+    for (const d of deltas) {
+      const id = `${d.count}/${d.lastSeenAt}`;
+      if (!groups.has(id)) groups.set(id, { count: d.count, lastSeenAt: d.lastSeenAt, keys: [] });
+      groups.get(id)?.keys.push(d.key);
+    }
+    expect(groups.size).toBe(6);
+    await reports.addGroups([...groups.values()]);
     for (const d of deltas) {
       const h = keys.partition(partitionOf(d.key, 2)).reports;
       expect(await ctx.redis.hmget(h, `n:${d.key}`, `t:${d.key}`)).toEqual([

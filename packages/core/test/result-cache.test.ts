@@ -1,5 +1,9 @@
 import {
+  KeySchema,
+  ReportBuffer,
   ResultCache,
+  packageKey,
+  partitionOf,
   decodeCached,
   decodeSigner,
   encodeCached,
@@ -7,7 +11,7 @@ import {
   signerStatusOf,
   type CachedStatus,
 } from '@safepkg/core';
-import { useTestContext } from '@safepkg/testkit';
+import { pkgs, reportKeysLeft, useTestContext } from '@safepkg/testkit';
 
 const ctx = useTestContext();
 
@@ -112,5 +116,59 @@ describe('signer entries', () => {
     expect([...read.packages.keys()]).toEqual(['a.b:1:y']);
     expect([...read.signers]).toEqual([[SIG, verdict]]);
     expect(await ctx.redis.ttl(ctx.keys.signer(SIG))).toBeGreaterThan(60);
+  });
+});
+
+describe('readCounting (the read form of reports-add.lua)', () => {
+  const PARTITIONS = 4;
+  const setUp = () => {
+    const keys = new KeySchema(`${ctx.config.keyPrefix}_rc${Math.random().toString(36).slice(2, 8)}`);
+    return {
+      keys,
+      cache: new ResultCache(ctx.redis, keys, 600),
+      reports: new ReportBuffer(ctx.redis, keys, PARTITIONS),
+    };
+  };
+  const sig = 'cd'.repeat(32);
+
+  test('every package cached: answers as read does and counts each package once, in its own partition, at the time given', async () => {
+    const { keys, cache, reports } = setUp();
+    const all = pkgs(0, 12, 'rcount').map(packageKey);
+    await cache.fill(
+      all.map((key, i) => ({ key, status: status(i + 1) })),
+      [{ signature: sig, status: { rev: 2, verdict: 'malicious', source: 'manual', threatIndex: 1 } }],
+    );
+    const plain = await cache.read(all, [sig, 'ef'.repeat(32)]);
+    const read = await cache.readCounting(all, [sig, 'ef'.repeat(32)], reports.countTarget(all), 7_000);
+    expect(read.counted).toBe(true);
+    expect(read.packages).toEqual(plain.packages);
+    expect(read.signers).toEqual(plain.signers);
+    expect(read.packages.size).toBe(12);
+    for (const key of all) {
+      const h = keys.partition(partitionOf(key, PARTITIONS)).reports;
+      expect(await ctx.redis.hmget(h, `n:${key}`, `t:${key}`)).toEqual(['1', '7000']);
+    }
+    const stats = await reports.stats([0, 1, 2, 3], 8_000);
+    expect(stats.reduce((a, s) => a + s.buffered, 0)).toBe(12);
+    expect(stats.filter((s) => s.buffered > 0).length).toBeGreaterThan(1);
+    for (const s of stats) if (s.buffered > 0) expect(s.oldestAgeMs).toBe(1_000);
+    // A second check adds to the same fields; the oldest delta's time stays.
+    await cache.readCounting(all.slice(0, 3), [], reports.countTarget(all.slice(0, 3)), 9_000);
+    expect(await reports.pendingFor(all[0] as string)).toEqual({ count: 2, lastSeenAt: 9_000 });
+    expect((await reports.stats([0, 1, 2, 3], 10_000)).reduce((a, s) => a + s.buffered, 0)).toBe(15);
+  });
+
+  test('one package not cached (absent, or not a cached status): answers the rest and writes nothing', async () => {
+    const { keys, cache, reports } = setUp();
+    const all = pkgs(0, 5, 'rcmiss').map(packageKey);
+    await cache.fill(all.slice(0, 4).map((key) => ({ key, status: status(1) })));
+    const missing = await cache.readCounting(all, [], reports.countTarget(all), 1_000);
+    expect(missing.counted).toBe(false);
+    expect([...missing.packages.keys()].sort()).toEqual(all.slice(0, 4).sort());
+    await ctx.redis.set(keys.cache(all[4] as string), 'garbage');
+    const garbage = await cache.readCounting(all, [], reports.countTarget(all), 1_000);
+    expect(garbage.counted).toBe(false);
+    expect(garbage.packages.size).toBe(4);
+    expect(await reportKeysLeft(ctx.redis, keys, PARTITIONS)).toBe(0);
   });
 });
