@@ -78,6 +78,13 @@ export interface CheckDeps {
   hooks?: CheckHooks;
 }
 
+/**
+ * How long counting reads may be out with none settling before checks read plainly instead
+ * (`CheckService.countingTarget`): far above a healthy Redis's milliseconds, far below the
+ * command timeout.
+ */
+const COUNTING_READ_STALL_MS = 250;
+
 function fromStatus(ref: PackageRef, s: CachedStatus): PackageResult {
   return {
     name: ref.name,
@@ -142,6 +149,9 @@ export class CheckService {
    * plainly and fall back to PostgreSQL as before instead of all failing.
    */
   private countOnRead = true;
+  /** Counting reads sent and not settled, and when one last settled (or was sent with none out). */
+  private countingInFlight = 0;
+  private countingProgressAt = 0;
 
   constructor(private readonly deps: CheckDeps) {}
 
@@ -166,7 +176,7 @@ export class CheckService {
       // still end in a 503: the script's test (the prefix cache-fill writes) makes that a corrupt
       // entry only.
       const read = counting
-        ? await cache.readCounting(keys, signatures, counting, now)
+        ? await this.readCounting(keys, signatures, counting, now)
         : { ...(await cache.read(keys, signatures)), counted: false };
       cached = read.packages;
       for (const [sig, st] of read.signers) signers.set(sig, st);
@@ -364,11 +374,34 @@ export class CheckService {
     return left;
   }
 
-  /** Where the cache read counts this check, or null for a plain read (see `countOnRead`). */
+  /**
+   * Where the cache read counts this check, or null for a plain read: after a counting read
+   * failed (`countOnRead`), and while counting reads are out with none settled for
+   * COUNTING_READ_STALL_MS. A Redis that stopped answering fails a counting read only at the
+   * command timeout; without the stall test every check sent until then would be a 503, where a
+   * plain read falls back to PostgreSQL and answers.
+   */
   private countingTarget(keys: readonly string[]): CountTarget | null {
     const rc = this.deps.readCounting;
     if (!rc || !this.countOnRead || keys.length === 0 || !rc.ready()) return null;
+    if (this.countingInFlight > 0 && Date.now() - this.countingProgressAt > COUNTING_READ_STALL_MS)
+      return null;
     return rc.targetOf(keys);
+  }
+
+  private async readCounting(
+    keys: readonly string[],
+    signatures: readonly string[],
+    target: CountTarget,
+    now: number,
+  ) {
+    if (this.countingInFlight++ === 0) this.countingProgressAt = Date.now();
+    try {
+      return await this.deps.cache.readCounting(keys, signatures, target, now);
+    } finally {
+      this.countingInFlight--;
+      this.countingProgressAt = Date.now();
+    }
   }
 
   private lookupSigners(signatures: readonly string[]) {

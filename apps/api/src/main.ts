@@ -4,7 +4,6 @@ import {
   assertReachable,
   createLogger,
   createPool,
-  createRedisClient,
   FLUSH_QUEUE_NAME,
   KeySchema,
   loadConfig,
@@ -23,19 +22,14 @@ import {
 import type { Pool } from 'pg';
 import { createApp } from './app';
 import { ApiMetrics } from './metrics';
+import { createApiRedis } from './redis';
 import { createHttpServer } from './server';
 
 async function main(): Promise<void> {
   const config = loadConfig(process.env);
   const logger = createLogger(config, 'safepkg-api');
   const pool = createPool(config, 'safepkg-api');
-  // No offline queue: while Redis is down a check must fall back to PostgreSQL at once.
-  const redis = createRedisClient(config, {
-    connectionName: 'safepkg-api',
-    maxRetriesPerRequest: 1,
-    commandTimeoutMs: 2000,
-    offlineQueue: false,
-  });
+  const redis = createApiRedis(config);
   // Connection errors are retried by ioredis; log them instead of crashing on an unhandled event.
   redis.on('error', (err: Error) => logger.warn({ err: err.message }, 'redis connection error'));
   pool.on('error', (err: Error) => logger.warn({ err: err.message }, 'idle postgres connection error'));

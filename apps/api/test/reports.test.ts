@@ -14,10 +14,12 @@ import {
   pkgs,
   reportKeysLeft,
   startRedisServer,
+  startTcpProxy,
   storedReports,
   useTestContext,
   waitFor,
 } from '@safepkg/testkit';
+import { createApiRedis } from '../src/redis';
 import { serveApp, type TestServer } from './helpers';
 
 const TOKEN = 'reports-admin-token-0123456789';
@@ -218,62 +220,110 @@ test('a check whose packages are all cached is counted by its cache read: one Re
   }
 });
 
-test('a counting read Redis does not answer is a 503 (it may have counted); checks then read plainly and fall back to PostgreSQL until Redis answers again', async () => {
-  const redis = await startRedisServer();
-  const client = new Redis(redis.url, {
-    commandTimeout: 300,
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 1,
-  });
+/** An api Redis client exactly as main.ts builds it, to `url`, and a stored package cached by one check. */
+async function apiOn(url: string, name: string) {
+  const client = createApiRedis({ ...ctx.config, redisUrl: url });
   client.on('error', () => undefined);
-  const pid = redis.process.child.pid as number;
+  await waitUntilReady(client, 5_000);
   const app = await serveApp(ctx, {}, { redis: client });
+  const [ref] = pkgs(0, 1, name) as [PackageRef];
+  await new PackageStore(ctx.db.pool).insertBatch([{ ref, firstSeenAt: new Date(1_000) }]);
+  const key = packageKey(ref);
+  const hash = ctx.keys.partition(partitionOf(key, PARTITIONS)).reports;
+  const storedNow = async () => (await storedReports(ctx.db.pool)).get(key)?.reports as number;
+  const storedBefore = await storedNow();
+  const direct = new Redis(url);
+  return {
+    client,
+    app,
+    ref,
+    /** Reports counted in Redis for the package. */
+    inRedis: async () => Number(await direct.hget(hash, `n:${key}`)),
+    /** Reports counted straight into PostgreSQL since the start. */
+    inPostgres: async () => (await storedNow()) - storedBefore,
+    close: async () => {
+      await app.close();
+      client.disconnect();
+      direct.disconnect();
+    },
+  };
+}
+
+test('a counting read Redis does not answer is a 503 (it may have counted); checks sent once it stalls read plainly and fall back to PostgreSQL until Redis answers again', async () => {
+  const redis = await startRedisServer();
+  const pid = redis.process.child.pid as number;
+  const t = await apiOn(redis.url, 'frozenread');
   try {
-    await waitUntilReady(client, 5_000);
-    const [ref] = pkgs(0, 1, 'frozenread') as [PackageRef];
-    await new PackageStore(ctx.db.pool).insertBatch([{ ref, firstSeenAt: new Date(1_000) }]);
-    const storedBefore = (await storedReports(ctx.db.pool)).get(packageKey(ref))?.reports as number;
-    const inRedis = async () =>
-      Number(
-        await client.hget(
-          new KeySchema(ctx.config.keyPrefix).partition(partitionOf(packageKey(ref), PARTITIONS)).reports,
-          `n:${packageKey(ref)}`,
-        ),
-      );
-    expect((await check([ref], app)).status).toBe(200); // miss: fills the cache
-    expect((await check([ref], app)).status).toBe(200); // counted by the read
-    expect(await inRedis()).toBe(2);
+    expect((await check([t.ref], t.app)).status).toBe(200); // miss: fills the cache
+    expect((await check([t.ref], t.app)).status).toBe(200); // counted by the read
+    expect(await t.inRedis()).toBe(2);
 
     process.kill(pid, 'SIGSTOP');
-    const ambiguous = await check([ref], app);
+    const first = check([t.ref], t.app);
+    // Sent once the first counting read has been out past the stall bound: a plain read, which
+    // times out too, and PostgreSQL answers and counts.
+    await new Promise((r) => setTimeout(r, 600));
+    const second = check([t.ref], t.app);
+    const [ambiguous, degraded] = await Promise.all([first, second]);
     expect([ambiguous.status, (ambiguous.body as { error: { code: string } }).error.code]).toEqual([
       503,
       'unavailable',
     ]);
-    // The next one reads plainly: it times out too, PostgreSQL answers, and counts it.
-    const degraded = await check([ref], app);
     expect([degraded.status, (degraded.body as { degraded: boolean }).degraded]).toEqual([200, true]);
-    expect((await storedReports(ctx.db.pool)).get(packageKey(ref))?.reports).toBe(storedBefore + 1);
+    expect(await t.inPostgres()).toBe(1);
 
     process.kill(pid, 'SIGCONT');
     // A plain read that succeeds turns counting reads back on.
-    expect((await check([ref], app)).status).toBe(200);
-    expect((await check([ref], app)).status).toBe(200);
+    expect((await check([t.ref], t.app)).status).toBe(200);
+    expect((await check([t.ref], t.app)).status).toBe(200);
     // Redis ran the 503's script once it woke: 2 before, that one, and the last two. Stored in
     // all: the five checks answered 200 plus the one answered 503, the bound the README states.
-    await waitFor(async () => (await inRedis()) === 5, {
-      what: 'the five reports in Redis',
-      timeoutMs: 5_000,
-    });
-    expect((await storedReports(ctx.db.pool)).get(packageKey(ref))?.reports).toBe(storedBefore + 1);
+    expect(await t.inRedis()).toBe(5);
+    expect(await t.inPostgres()).toBe(1);
   } finally {
     try {
       process.kill(pid, 'SIGCONT');
     } catch {
       // already gone
     }
-    await app.close();
-    client.disconnect();
+    await t.close();
+    await redis.stop();
+  }
+});
+
+test('a connection dropped under a counting read fails the check (503) instead of sending the script again after the reconnect', async () => {
+  const redis = await startRedisServer();
+  const pid = redis.process.child.pid as number;
+  const proxy = await startTcpProxy(redis.port);
+  const t = await apiOn(`redis://127.0.0.1:${proxy.port}`, 'dropread');
+  try {
+    expect((await check([t.ref], t.app)).status).toBe(200); // miss: fills the cache
+    expect((await check([t.ref], t.app)).status).toBe(200); // counted by the read
+    // The script reaches a Redis that cannot answer yet; then the connection drops.
+    process.kill(pid, 'SIGSTOP');
+    const dropped = check([t.ref], t.app);
+    await new Promise((r) => setTimeout(r, 200));
+    proxy.block();
+    const res = await dropped;
+    expect([res.status, (res.body as { error: { code: string } }).error.code]).toEqual([503, 'unavailable']);
+    proxy.unblock();
+    process.kill(pid, 'SIGCONT');
+    await waitFor(async () => t.client.status === 'ready', { what: 'the reconnect', timeoutMs: 10_000 });
+    expect((await check([t.ref], t.app)).status).toBe(200);
+    expect((await check([t.ref], t.app)).status).toBe(200);
+    // Four checks answered 200; the dropped one may have run once before the drop, never twice.
+    const counted = await t.inRedis();
+    expect(counted).toBeGreaterThanOrEqual(4);
+    expect(counted).toBeLessThanOrEqual(5);
+    expect(await t.inPostgres()).toBe(0);
+  } finally {
+    try {
+      process.kill(pid, 'SIGCONT');
+    } catch {
+      // already gone
+    }
+    await t.close();
+    await proxy.close();
     await redis.stop();
   }
 });

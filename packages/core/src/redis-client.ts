@@ -18,6 +18,13 @@ export interface RedisClientOptions {
    * failing, so each degraded answer would cost seconds.
    */
   offlineQueue?: boolean;
+  /**
+   * Send again, after a reconnect, the commands whose replies the lost connection took with it
+   * (ioredis' default) or fail them. Paths whose commands count something want `false`: Redis
+   * may have run such a command before the connection dropped, and running it again would count
+   * twice while the caller sees one success.
+   */
+  resendAfterReconnect?: boolean;
 }
 
 /**
@@ -31,6 +38,7 @@ export function createRedisClient(config: Config, options: RedisClientOptions = 
     commandTimeout: options.commandTimeoutMs,
     connectTimeout: 5000,
     enableOfflineQueue: options.offlineQueue ?? true,
+    autoResendUnfulfilledCommands: options.resendAfterReconnect ?? true,
     // Reconnect forever with a capped delay: Redis coming back must heal every process.
     retryStrategy: (times) => Math.min(times * 100, 2000),
   };
