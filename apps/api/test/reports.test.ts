@@ -301,8 +301,18 @@ test('a connection dropped under a counting read fails the check (503) instead o
     expect((await check([t.ref], t.app)).status).toBe(200); // counted by the read
     // The script reaches a Redis that cannot answer yet; then the connection drops.
     process.kill(pid, 'SIGSTOP');
+    // Cut once the client has written the counting read (seen on the real client), not by a guess.
+    const single = t.client as Redis; // createApiRedis on a URL: never a Cluster
+    const sent = new Promise<void>((resolve) => {
+      const send = single.sendCommand.bind(single);
+      single.sendCommand = (command, stream) => {
+        if (command.name === 'evalsha') resolve();
+        return send(command, stream);
+      };
+    });
     const dropped = check([t.ref], t.app);
-    await new Promise((r) => setTimeout(r, 200));
+    await sent;
+    await new Promise((r) => setTimeout(r, 50));
     proxy.block();
     const res = await dropped;
     expect([res.status, (res.body as { error: { code: string } }).error.code]).toEqual([503, 'unavailable']);
