@@ -220,6 +220,15 @@ test('a check whose packages are all cached is counted by its cache read: one Re
   }
 });
 
+/** Wakes a stopped redis-server, if it still exists, so its directory can be removed. */
+function resume(pid: number): void {
+  try {
+    process.kill(pid, 'SIGCONT');
+  } catch {
+    // already gone
+  }
+}
+
 /** An api Redis client exactly as main.ts builds it, to `url`, and a stored package cached by one check. */
 async function apiOn(url: string, name: string) {
   const client = createApiRedis({ ...ctx.config, redisUrl: url });
@@ -281,11 +290,7 @@ test('a counting read Redis does not answer is a 503 (it may have counted); chec
     expect(await t.inRedis()).toBe(5);
     expect(await t.inPostgres()).toBe(1);
   } finally {
-    try {
-      process.kill(pid, 'SIGCONT');
-    } catch {
-      // already gone
-    }
+    resume(pid);
     await t.close();
     await redis.stop();
   }
@@ -327,11 +332,7 @@ test('a connection dropped under a counting read fails the check (503) instead o
     expect(counted).toBeLessThanOrEqual(5);
     expect(await t.inPostgres()).toBe(0);
   } finally {
-    try {
-      process.kill(pid, 'SIGCONT');
-    } catch {
-      // already gone
-    }
+    resume(pid);
     await t.close();
     await proxy.close();
     await redis.stop();
