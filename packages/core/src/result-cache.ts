@@ -90,24 +90,29 @@ export interface CacheRead {
   signers: Map<string, CachedSigner>;
 }
 
-/** An MGET's values: the packages' entries, then the signers'; undecodable ones are misses. */
-function decodeRead(
-  values: readonly (string | null)[],
-  packageKeys: readonly string[],
-  signatures: readonly string[],
-): CacheRead {
-  const out: CacheRead = { packages: new Map(), signers: new Map() };
-  values.forEach((raw, i) => {
-    if (raw === null) return;
-    if (i < packageKeys.length) {
-      const decoded = decodeCached(raw);
-      if (decoded) out.packages.set(packageKeys[i] as string, decoded);
-    } else {
-      const decoded = decodeSigner(raw);
-      if (decoded) out.signers.set(signatures[i - packageKeys.length] as string, decoded);
+/** Decoded cache values kept per process, at most this many of each kind (then started afresh). */
+export const DECODED_MEMO_ENTRIES = 50_000;
+
+/**
+ * Decodes of cache values by their exact text: the hot packages' entries come back on every
+ * check, and a Map lookup of the text costs under half a JSON.parse (bench: ~180 vs ~390 ns).
+ * A pure function's memo, so it can never answer stale: a changed entry is a different text.
+ * Bounded by starting afresh when full, which keeps the hot set within a moment.
+ */
+class DecodeMemo<T> {
+  private readonly byText = new Map<string, T | null>();
+
+  constructor(private readonly decode: (raw: string) => T | null) {}
+
+  get(raw: string): T | null {
+    let v = this.byText.get(raw);
+    if (v === undefined) {
+      v = this.decode(raw);
+      if (this.byText.size >= DECODED_MEMO_ENTRIES) this.byText.clear();
+      this.byText.set(raw, v);
     }
-  });
-  return out;
+    return v;
+  }
 }
 
 /**
@@ -116,6 +121,9 @@ function decodeRead(
  * older verdict over a newer one. Packages not in PostgreSQL are never cached.
  */
 export class ResultCache {
+  private readonly packageMemo = new DecodeMemo(decodeCached);
+  private readonly signerMemo = new DecodeMemo(decodeSigner);
+
   constructor(
     private readonly redis: RedisClient,
     private readonly keys: KeySchema,
@@ -138,7 +146,7 @@ export class ResultCache {
     const values = isCluster(this.redis)
       ? await Promise.all(cacheKeys.map((k) => this.redis.get(k)))
       : await this.redis.mget(...cacheKeys);
-    return decodeRead(values, packageKeys, signatures);
+    return this.decodeRead(values, packageKeys, signatures);
   }
 
   /**
@@ -165,7 +173,30 @@ export class ResultCache {
     )) as unknown[];
     const counted = reply[cacheKeys.length] === 1;
     reply.length = cacheKeys.length;
-    return { ...decodeRead(reply as (string | null)[], packageKeys, signatures), counted };
+    return { ...this.decodeRead(reply as (string | null)[], packageKeys, signatures), counted };
+  }
+
+  /**
+   * An MGET's values: the packages' entries, then the signers'; undecodable ones are misses.
+   * The decoded objects are shared between checks (`DecodeMemo`): read them, never change them.
+   */
+  private decodeRead(
+    values: readonly (string | null)[],
+    packageKeys: readonly string[],
+    signatures: readonly string[],
+  ): CacheRead {
+    const out: CacheRead = { packages: new Map(), signers: new Map() };
+    values.forEach((raw, i) => {
+      if (raw === null) return;
+      if (i < packageKeys.length) {
+        const decoded = this.packageMemo.get(raw);
+        if (decoded) out.packages.set(packageKeys[i] as string, decoded);
+      } else {
+        const decoded = this.signerMemo.get(raw);
+        if (decoded) out.signers.set(signatures[i - packageKeys.length] as string, decoded);
+      }
+    });
+    return out;
   }
 
   private cacheKeys(packageKeys: readonly string[], signatures: readonly string[]): string[] {

@@ -172,3 +172,21 @@ describe('readCounting (the read form of reports-add.lua)', () => {
     expect(await reportKeysLeft(ctx.redis, keys, PARTITIONS)).toBe(0);
   });
 });
+
+test('decodes are kept per entry text: a changed entry is read afresh, never answered from an older decode', async () => {
+  const cache = new ResultCache(ctx.redis, ctx.keys, 600);
+  const key = 'memo.a:1:x';
+  await cache.fill([{ key, status: status(1, { verdict: 'safe', source: 'model', threatIndex: 0.1 }) }]);
+  expect((await cache.getMany([key])).get(key)?.verdict).toBe('safe');
+  expect((await cache.getMany([key])).get(key)?.verdict).toBe('safe');
+  await cache.fill([
+    { key, status: status(2, { verdict: 'malicious', source: 'manual', threatIndex: 0.9 }) },
+  ]);
+  expect((await cache.getMany([key])).get(key)).toEqual(
+    status(2, { verdict: 'malicious', source: 'manual', threatIndex: 0.9 }),
+  );
+  // Text that does not decode stays a miss however often it is read.
+  await ctx.redis.set(ctx.keys.cache(key), '{"rev":3,"broken"');
+  expect((await cache.getMany([key])).has(key)).toBe(false);
+  expect((await cache.getMany([key])).has(key)).toBe(false);
+});
