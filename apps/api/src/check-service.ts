@@ -164,6 +164,12 @@ export class CheckService {
    * plainly and fall back to PostgreSQL as before instead of all failing.
    */
   private countOnRead = true;
+  /**
+   * Share of recent checks whose packages were all cached (an average over about the last 32).
+   * A check with a miss counts after its answer anyway, and its counting read costs more to send
+   * than an MGET; so checks read counting only while most recent ones were full hits.
+   */
+  private fullHitShare = 1;
   /** Counting reads sent and not settled, and when one last settled (or was sent with none out). */
   private countingInFlight = 0;
   private countingProgressAt = 0;
@@ -197,6 +203,7 @@ export class CheckService {
       for (const [sig, st] of read.signers) signers.set(sig, st);
       counted = read.counted;
       if (!counting) this.countOnRead = true;
+      this.fullHitShare += ((read.packages.size === keys.length ? 1 : 0) - this.fullHitShare) / 32;
     } catch (err) {
       if (counting) {
         // Sent to a Redis that was up: the script may have run and counted the check, so a
@@ -391,14 +398,15 @@ export class CheckService {
 
   /**
    * Where the cache read counts this check, or null for a plain read: after a counting read
-   * failed (`countOnRead`), and while counting reads are out with none settled for
+   * failed (`countOnRead`), while fewer than half the recent checks were full hits
+   * (`fullHitShare`), and while counting reads are out with none settled for
    * COUNTING_READ_STALL_MS. A Redis that stopped answering fails a counting read only at the
    * command timeout; without the stall test every check sent until then would be a 503, where a
    * plain read falls back to PostgreSQL and answers.
    */
   private countingTarget(keys: readonly string[]): CountTarget | null {
     const rc = this.deps.readCounting;
-    if (!rc || !this.countOnRead || keys.length === 0 || !rc.ready()) return null;
+    if (!rc || !this.countOnRead || keys.length === 0 || this.fullHitShare < 0.5 || !rc.ready()) return null;
     if (this.countingInFlight > 0 && Date.now() - this.countingProgressAt > COUNTING_READ_STALL_MS)
       return null;
     return rc.targetOf(keys);

@@ -220,6 +220,38 @@ test('a check whose packages are all cached is counted by its cache read: one Re
   }
 });
 
+test('while most checks miss the cache they read plainly (a counting read would not count them), and count on read again once full hits return', async () => {
+  const client = new Redis(ctx.config.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 0 });
+  await waitUntilReady(client, 5_000);
+  const sent: string[] = [];
+  const send = client.sendCommand.bind(client);
+  client.sendCommand = (command, stream) => {
+    sent.push(command.name);
+    return send(command, stream);
+  };
+  const app = await serveApp(ctx, {}, { redis: client });
+  try {
+    const [known] = pkgs(0, 1, 'adaptive') as [PackageRef];
+    await new PackageStore(ctx.db.pool).insertBatch([{ ref: known, firstSeenAt: new Date(1_000) }]);
+    // Each with a package never seen before: a miss every time.
+    for (const fresh of pkgs(0, 40, 'adaptivenew'))
+      expect((await check([known, fresh], app)).status).toBe(200);
+    sent.length = 0;
+    expect((await check([known], app)).status).toBe(200);
+    // A full hit, read plainly and counted on its own.
+    expect(sent).toEqual(['mget', 'evalsha']);
+    for (let i = 0; i < 30; i++) expect((await check([known], app)).status).toBe(200);
+    sent.length = 0;
+    expect((await check([known], app)).status).toBe(200);
+    expect(sent).toEqual(['evalsha']);
+    // Counted once per check whichever way: 40 + 1 + 30 + 1.
+    expect((await buffered()).get(packageKey(known))).toBe(72);
+  } finally {
+    await app.close();
+    client.disconnect();
+  }
+});
+
 /** Wakes a stopped redis-server, if it still exists, so its directory can be removed. */
 function resume(pid: number): void {
   try {
