@@ -45,6 +45,9 @@ export function createRedisClient(config: Config, options: RedisClientOptions = 
   if (config.redisClusterNodes) {
     return new Cluster(config.redisClusterNodes, {
       redisOptions: base,
+      // The Cluster sends a command again itself when its node's connection closed (after
+      // `retryDelayOnFailover` ms), whatever the node options say; 0 turns that off.
+      ...(options.resendAfterReconnect === false ? { retryDelayOnFailover: 0 } : {}),
       enableOfflineQueue: options.offlineQueue ?? true,
       clusterRetryStrategy: (times) => Math.min(times * 100, 2000),
     });
