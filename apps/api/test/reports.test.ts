@@ -191,16 +191,26 @@ test('GET /v1/admin/buffer shows the report deltas still in Redis, per partition
   expect(body.oldestReportDeltaAgeMs).toEqual(expect.any(Number));
 });
 
-test('a check whose packages are all cached is counted by its cache read: one Redis command, no separate count', async () => {
-  const client = new Redis(ctx.config.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1 });
-  await waitUntilReady(client, 5_000);
-  // What the app sends, recorded on the real client it uses.
-  const sent: string[] = [];
+/** Calls `onSend` with the name of every command the real client writes (it still writes them). */
+function watchCommands(client: Redis, onSend: (name: string) => void): void {
   const send = client.sendCommand.bind(client);
   client.sendCommand = (command, stream) => {
-    sent.push(command.name);
+    onSend(command.name);
     return send(command, stream);
   };
+}
+
+/** An api Redis client as main.ts builds it, to the test Redis, recording what the app sends. */
+async function recordedClient(): Promise<{ client: Redis; sent: string[] }> {
+  const client = createApiRedis(ctx.config) as Redis; // a URL: never a Cluster
+  await waitUntilReady(client, 5_000);
+  const sent: string[] = [];
+  watchCommands(client, (name) => sent.push(name));
+  return { client, sent };
+}
+
+test('a check whose packages are all cached is counted by its cache read: one Redis command, no separate count', async () => {
+  const { client, sent } = await recordedClient();
   const app = await serveApp(ctx, {}, { redis: client });
   try {
     const known = pkgs(0, 3, 'onetrip') as PackageRef[];
@@ -221,14 +231,7 @@ test('a check whose packages are all cached is counted by its cache read: one Re
 });
 
 test('while most checks miss the cache they read plainly (a counting read would not count them), and count on read again once full hits return', async () => {
-  const client = new Redis(ctx.config.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 0 });
-  await waitUntilReady(client, 5_000);
-  const sent: string[] = [];
-  const send = client.sendCommand.bind(client);
-  client.sendCommand = (command, stream) => {
-    sent.push(command.name);
-    return send(command, stream);
-  };
+  const { client, sent } = await recordedClient();
   const app = await serveApp(ctx, {}, { redis: client });
   try {
     const [known] = pkgs(0, 1, 'adaptive') as [PackageRef];
@@ -339,14 +342,9 @@ test('a connection dropped under a counting read fails the check (503) instead o
     // The script reaches a Redis that cannot answer yet; then the connection drops.
     process.kill(pid, 'SIGSTOP');
     // Cut once the client has written the counting read (seen on the real client), not by a guess.
-    const single = t.client as Redis; // createApiRedis on a URL: never a Cluster
-    const sent = new Promise<void>((resolve) => {
-      const send = single.sendCommand.bind(single);
-      single.sendCommand = (command, stream) => {
-        if (command.name === 'evalsha') resolve();
-        return send(command, stream);
-      };
-    });
+    const sent = new Promise<void>((resolve) =>
+      watchCommands(t.client as Redis, (name) => name === 'evalsha' && resolve()),
+    );
     const dropped = check([t.ref], t.app);
     await sent;
     await new Promise((r) => setTimeout(r, 50));
