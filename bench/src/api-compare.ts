@@ -84,6 +84,7 @@ async function main(): Promise<void> {
     packagesPerDevice: 100,
     seed: 20260101,
     topology,
+    postgresPid: servers.postgres.pid,
     profileDir: null,
     countReports: true,
     pendingAnswers: true,

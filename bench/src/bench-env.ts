@@ -17,6 +17,8 @@ export interface BenchEnv {
   seed: number;
   /** Where the apps run (cores, private or shared servers). */
   topology: Topology;
+  /** The private PostgreSQL's postmaster, whose process tree's CPU is measured; null on the shared server. */
+  postgresPid: number | null;
   /** Directory for .cpuprofile files when profiling, else null. */
   profileDir: string | null;
   /** False: the api processes do not count reports (SAFEPKG_TEST_NO_REPORTS=1), the baseline of their cost. */

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 let clockTicks: number | null = null;
 
@@ -15,13 +15,59 @@ function ticksPerSecond(): number {
  * neighbour uses no CPU meanwhile, so CPU per checked package survives a busy box far better.
  */
 export function processCpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const t = statTimes(pid);
+  if (!t) throw new Error(`no process ${pid}`);
+  return ((t.utime + t.stime) * 1000) / ticksPerSecond();
+}
+
+interface StatTimes {
+  ppid: number;
+  utime: number;
+  stime: number;
+  /** CPU of the children it has waited for (reaped), in ticks. */
+  cutime: number;
+  cstime: number;
+}
+
+/** The times of /proc/<pid>/stat, or null once the process is gone. */
+function statTimes(pid: number): StatTimes | null {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return null;
+  }
   // The command name (field 2) is in parentheses and may hold spaces: count from after it.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  // utime and stime are fields 14 and 15 of the whole line, so 11 and 12 after the name and state.
-  const utime = Number(fields[11]);
-  const stime = Number(fields[12]);
-  return ((utime + stime) * 1000) / ticksPerSecond();
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // Fields 4 and 14-17 of the whole line: ppid, utime, stime, cutime, cstime.
+  return {
+    ppid: Number(f[1]),
+    utime: Number(f[11]),
+    stime: Number(f[12]),
+    cutime: Number(f[13]),
+    cstime: Number(f[14]),
+  };
+}
+
+/**
+ * CPU ms a forking server (PostgreSQL's postmaster) and every process it forked have used so
+ * far: its own time and its reaped children's (cutime/cstime: a backend that exited is counted
+ * there once the postmaster waited for it), plus each live child's own and reaped times. A
+ * backend reaped after the postmaster's stat was read and before /proc was scanned would be
+ * missed; the benchmark reads it while the api's, the flusher's and the probe's connections
+ * stay open, so none closes then.
+ */
+export function serverTreeCpuMs(rootPid: number): number {
+  const all = (t: StatTimes) => t.utime + t.stime + t.cutime + t.cstime;
+  const root = statTimes(rootPid);
+  if (!root) throw new Error(`no process ${rootPid}`);
+  let ticks = all(root);
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const t = statTimes(Number(entry));
+    if (t && t.ppid === rootPid) ticks += all(t);
+  }
+  return (ticks * 1000) / ticksPerSecond();
 }
 
 /** Total CPU ms of several processes. */

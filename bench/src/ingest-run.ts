@@ -3,7 +3,7 @@ import { loadavg } from 'node:os';
 import { configDefaults, KeySchema } from '@safepkg/core';
 import { Redis } from 'ioredis';
 import { Client } from 'pg';
-import { totalCpuMs } from './cpu-time';
+import { serverTreeCpuMs, totalCpuMs } from './cpu-time';
 import { BENCH_DATABASE, databaseStats, insertedSince, resetBenchDatabase } from './bench-database';
 import { appEnv, type BenchEnv } from './bench-env';
 import { Catalogue } from './catalogue';
@@ -58,6 +58,12 @@ export interface IngestResult {
   apiCpu: CpuPerPackage;
   /** The flusher's CPU over the same window (buffered only). */
   flusherCpuMs: number | null;
+  /**
+   * The private PostgreSQL's CPU (every process of its tree) from the load's start until the
+   * buffer was drained (buffered) or the load ended (direct), and the probe's lookups over
+   * that window; null on the shared server, whose other work cannot be told apart.
+   */
+  postgresCpu: { ms: number; probeLookups: number } | null;
   /** When PostgreSQL writes were actually blocked, in seconds since the load started. */
   writeStallWindowS: { from: number; to: number } | null;
   postgres: {
@@ -187,6 +193,7 @@ export async function runIngest(env: BenchEnv, spec: IngestSpec): Promise<Ingest
     let flusherCpuMs: number | null = null;
     let writeStallWindowS: IngestResult['writeStallWindowS'] = null;
     let drainAfterLoadMs: number | null = null;
+    let postgresCpu: IngestResult['postgresCpu'] = null;
     const before = await databaseStats();
     try {
       const simulator = new DeviceSimulator(new Catalogue(env.catalogue), {
@@ -203,6 +210,9 @@ export async function runIngest(env: BenchEnv, spec: IngestSpec): Promise<Ingest
         : null;
       const apiPids = stack.apis.map((a) => a.child.pid as number);
       const cpuBefore = totalCpuMs(apiPids);
+      const pgCpu = () => (env.postgresPid === null ? null : serverTreeCpuMs(env.postgresPid));
+      const pgBefore = pgCpu();
+      const probeBefore = probe.mark();
       const flusherBefore = stack.flusher ? totalCpuMs([stack.flusher.child.pid as number]) : 0;
       load = await runLoad({
         urls: stack.apis.map((a) => a.url),
@@ -229,6 +239,12 @@ export async function runIngest(env: BenchEnv, spec: IngestSpec): Promise<Ingest
         }
         drainAfterLoadMs = Date.now() - ended;
       }
+      // Through the drain: the flush of what the load buffered is PostgreSQL work of the load.
+      const pgAfter = pgCpu();
+      postgresCpu =
+        pgBefore === null || pgAfter === null
+          ? null
+          : { ms: pgAfter - pgBefore, probeLookups: probe.mark().lookups - probeBefore.lookups };
     } finally {
       await probe.stop();
       await stack.stop();
@@ -245,6 +261,7 @@ export async function runIngest(env: BenchEnv, spec: IngestSpec): Promise<Ingest
       checkPath,
       apiCpu: cpuPerPackage(apiCpuMs, load, env.packagesPerDevice),
       flusherCpuMs,
+      postgresCpu,
       writeStallWindowS,
       postgres: {
         newPackages: inserted.rows,
@@ -265,8 +282,15 @@ export async function runIngest(env: BenchEnv, spec: IngestSpec): Promise<Ingest
   }
 }
 
-/** Lookup capacity with nothing else running on the benchmark database. */
-export async function runBaselineLookups(env: BenchEnv, durationS: number): Promise<number> {
+/**
+ * Lookup capacity with nothing else running on the benchmark database, and (private server)
+ * the PostgreSQL CPU one probe lookup costs: what a run's probe took of PostgreSQL's CPU is
+ * taken out of the run's with it.
+ */
+export async function runBaselineLookups(
+  env: BenchEnv,
+  durationS: number,
+): Promise<{ lookupsPerS: number; postgresCpuMsPerLookup: number | null }> {
   const databaseUrl = await resetBenchDatabase(env.template);
   const probe = await LookupProbe.start({
     databaseUrl,
@@ -274,11 +298,19 @@ export async function runBaselineLookups(env: BenchEnv, durationS: number): Prom
     concurrency: 2,
     keysPerLookup: 100,
   });
+  const pgCpu = () => (env.postgresPid === null ? 0 : serverTreeCpuMs(env.postgresPid));
   try {
     await sleep(500);
     const from = probe.mark();
+    const cpuFrom = pgCpu();
     await sleep(durationS * 1000);
-    return LookupProbe.rate(from, probe.mark());
+    const to = probe.mark();
+    const cpuMs = pgCpu() - cpuFrom;
+    const lookups = to.lookups - from.lookups;
+    return {
+      lookupsPerS: LookupProbe.rate(from, to),
+      postgresCpuMsPerLookup: env.postgresPid === null || lookups === 0 ? null : cpuMs / lookups,
+    };
   } finally {
     await probe.stop();
   }

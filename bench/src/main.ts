@@ -37,7 +37,7 @@ type RunGroup = (typeof RUNS)[number];
 const QUICK_RUNS: RunGroup[] = ['hit', 'steady', 'storm-fixed'];
 
 const USAGE = `usage: node dist/main.js [--quick] [--only=ingest,drain,freshness,schema,retention,replicas] [--profile]
-  [--topology=split|shared] [--runs=${RUNS.join(',')}] [--api-processes=N] [--duration=S] [--storm-rate=REQ_PER_S] [--steady-rate=REQ_PER_S]
+  [--topology=split|postgres-alone|shared] [--runs=${RUNS.join(',')}] [--api-processes=N] [--duration=S] [--storm-rate=REQ_PER_S] [--steady-rate=REQ_PER_S]
   [--drain-entries=N] [--without-reports] [--without-pending-answers] [--schema-packages=N] [--retention-rows=N] [--retention-kept=N] [--retention-pause-ms=N] [--retention-batch-size=N]
   [--replica-probe-seconds=S] [--replica-drain-entries=N] [--replica-lag-sample-ms=MS] [--seed=N]`;
 
@@ -83,7 +83,8 @@ function parseCli() {
   for (const r of runs) if (!RUNS.includes(r)) throw new Error(`unknown run "${r}"\n${USAGE}`);
   const num = (v: string | undefined, d: number) => (v === undefined ? d : Number(v));
   const layout = (values.topology ?? (cpus().length >= 2 ? 'split' : 'shared')) as Layout;
-  if (layout !== 'split' && layout !== 'shared') throw new Error(`unknown topology "${layout}"\n${USAGE}`);
+  if (layout !== 'split' && layout !== 'postgres-alone' && layout !== 'shared')
+    throw new Error(`unknown topology "${layout}"\n${USAGE}`);
   const topology = planTopology(layout);
   return {
     topology,
@@ -196,6 +197,7 @@ async function benchmark(
       gitRevision: gitRevision(),
     },
     baselineLookupsPerS: null,
+    baselinePostgresCpuMsPerLookup: null,
     ingest: [],
     drain: null,
     freshness: [],
@@ -224,6 +226,7 @@ async function benchmark(
       packagesPerDevice: 100,
       seed: cli.seed,
       topology: cli.topology,
+      postgresPid: servers?.postgres.pid ?? null,
       profileDir,
       countReports: cli.countReports,
       pendingAnswers: cli.pendingAnswers,
@@ -232,8 +235,12 @@ async function benchmark(
   }
 
   if (env && cli.only.has('ingest')) {
-    results.baselineLookupsPerS = await runBaselineLookups(env, cli.quick ? 2 : 8);
-    log(`baseline: ${Math.round(results.baselineLookupsPerS)} lookups/s with no ingest`);
+    const baseline = await runBaselineLookups(env, cli.quick ? 2 : 8);
+    results.baselineLookupsPerS = baseline.lookupsPerS;
+    results.baselinePostgresCpuMsPerLookup = baseline.postgresCpuMsPerLookup;
+    log(
+      `baseline: ${Math.round(baseline.lookupsPerS)} lookups/s with no ingest${baseline.postgresCpuMsPerLookup === null ? '' : `, ${baseline.postgresCpuMsPerLookup.toFixed(2)} ms of PostgreSQL CPU each`}`,
+    );
     const run = async (spec: IngestSpec): Promise<IngestResult> => {
       log(
         `${spec.scenario} ${spec.writeMode} ${spec.rate ? `${spec.rate} req/s fixed` : 'closed loop'} for ${spec.durationS} s …`,

@@ -23,6 +23,8 @@ export interface BenchResults {
   loadavgAtEnd: number[];
   settings: Record<string, unknown>;
   baselineLookupsPerS: number | null;
+  /** PostgreSQL CPU per probe lookup on the idle database (private server only). */
+  baselinePostgresCpuMsPerLookup: number | null;
   ingest: IngestResult[];
   /** The floor server under the same loads (see floor-server.ts). */
   floor: FloorResult[];
@@ -83,6 +85,17 @@ export function floorFor(floor: readonly FloorResult[], run: IngestResult): Floo
 export function overFloor(floor: readonly FloorResult[], run: IngestResult): number | null {
   const f = floorFor(floor, run);
   return f ? run.apiCpu.usPerPackage / f.cpu.usPerPackage : null;
+}
+
+/**
+ * PostgreSQL CPU µs per checked package of a run, the probe's lookups taken out at their
+ * idle-database cost: what the load itself (lookups of misses, inserts, report counts, the
+ * flush) cost the database. Null without the private server's measurements.
+ */
+export function postgresUsPerPackage(perLookupMs: number | null, run: IngestResult): number | null {
+  const c = run.postgresCpu;
+  if (!c || perLookupMs === null || run.apiCpu.packages === 0) return null;
+  return (Math.max(0, c.ms - c.probeLookups * perLookupMs) * 1000) / run.apiCpu.packages;
 }
 
 /** Each target of the brief, from what was measured; null = not measured in this run. */
@@ -220,13 +233,13 @@ export function markdown(r: BenchResults): string {
   if (r.ingest.length) {
     lines.push('## Ingest scenarios', '');
     lines.push(
-      '| run | load | pkg/s | req/s | p50 ms | p95 ms | p99 ms | errors / non-2xx | new pkgs | PG write xacts | per 10k new | lookups/s left | pkgs looked up in PG / req | pending from buffer / req | drain after | api µs CPU/pkg | ÷ floor |',
+      '| run | load | pkg/s | req/s | p50 ms | p95 ms | p99 ms | errors / non-2xx | new pkgs | PG write xacts | per 10k new | lookups/s left | pkgs looked up in PG / req | pending from buffer / req | drain after | api µs CPU/pkg | ÷ floor | PG µs CPU/pkg |',
     );
-    lines.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+    lines.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
     for (const x of r.ingest) {
       const l = x.load;
       lines.push(
-        `| ${x.spec.scenario} ${x.spec.writeMode} | ${x.spec.rate ? `${x.spec.rate} req/s fixed` : `closed, ${x.spec.connections} conns`}${x.spec.writeStall ? `, writes blocked ${x.spec.writeStall.forMs / 1000} s` : ''} | ${fmt(l.packagesPerS)} | ${fmt(l.requestsPerS)} | ${fmt(l.latencyMs.p50, 1)} | ${fmt(l.latencyMs.p95, 1)} | ${fmt(l.latencyMs.p99, 1)} | ${l.errors} / ${l.non2xx} | ${fmt(x.postgres.newPackages)} | ${fmt(x.postgres.writeTransactions)} | ${fmt(x.postgres.writeTransactionsPer10k, 2)} | ${fmt(x.lookupsPerS)} | ${fmt(x.checkPath.postgresLookupsPerRequest, 1)} | ${fmt(x.checkPath.pendingAnswersPerRequest, 1)} | ${x.drainAfterLoadMs === null ? '–' : `${fmt(x.drainAfterLoadMs)} ms`} | ${fmt(x.apiCpu.usPerPackage, 2)} | ${fmt(overFloor(r.floor, x), 2)} |`,
+        `| ${x.spec.scenario} ${x.spec.writeMode} | ${x.spec.rate ? `${x.spec.rate} req/s fixed` : `closed, ${x.spec.connections} conns`}${x.spec.writeStall ? `, writes blocked ${x.spec.writeStall.forMs / 1000} s` : ''} | ${fmt(l.packagesPerS)} | ${fmt(l.requestsPerS)} | ${fmt(l.latencyMs.p50, 1)} | ${fmt(l.latencyMs.p95, 1)} | ${fmt(l.latencyMs.p99, 1)} | ${l.errors} / ${l.non2xx} | ${fmt(x.postgres.newPackages)} | ${fmt(x.postgres.writeTransactions)} | ${fmt(x.postgres.writeTransactionsPer10k, 2)} | ${fmt(x.lookupsPerS)} | ${fmt(x.checkPath.postgresLookupsPerRequest, 1)} | ${fmt(x.checkPath.pendingAnswersPerRequest, 1)} | ${x.drainAfterLoadMs === null ? '–' : `${fmt(x.drainAfterLoadMs)} ms`} | ${fmt(x.apiCpu.usPerPackage, 2)} | ${fmt(overFloor(r.floor, x), 2)} | ${fmt(postgresUsPerPackage(r.baselinePostgresCpuMsPerLookup, x), 2)} |`,
       );
     }
     if (r.floor.length) {
@@ -244,7 +257,9 @@ export function markdown(r: BenchResults): string {
     }
     lines.push(
       '',
-      `Baseline lookup capacity (side process, 2 loops of 100-key lookupMany, nothing else on the database): ${fmt(r.baselineLookupsPerS)} lookups/s.`,
+      `Baseline lookup capacity (side process, 2 loops of 100-key lookupMany, nothing else on the database): ${fmt(r.baselineLookupsPerS)} lookups/s${r.baselinePostgresCpuMsPerLookup === null ? '' : `, ${fmt(r.baselinePostgresCpuMsPerLookup, 3)} ms of PostgreSQL CPU each`}.`,
+      '',
+      "PG µs CPU/pkg: the private PostgreSQL's CPU (postmaster, backends and background processes, /proc) from the load's start until the buffer was drained (buffered) or the load ended (direct), less the probe's lookups at their baseline cost, per checked package. Unlike lookups/s left, it does not depend on where the probe process is scheduled.",
       '',
     );
     const pairs: string[] = [];
@@ -258,16 +273,18 @@ export function markdown(r: BenchResults): string {
       const b = find(r.ingest, scenario, 'buffered', fixed, stall);
       const d = find(r.ingest, scenario, 'direct', fixed, stall);
       if (!b || !d) continue;
+      const pgB = postgresUsPerPackage(r.baselinePostgresCpuMsPerLookup, b);
+      const pgD = postgresUsPerPackage(r.baselinePostgresCpuMsPerLookup, d);
       pairs.push(
-        `| ${scenario} ${fixed ? 'fixed' : 'max'}${stall ? ' + write stall' : ''} | ${fmt(b.load.packagesPerS / d.load.packagesPerS, 2)} | ${fmt(b.load.latencyMs.p99 / d.load.latencyMs.p99, 2)} | ${fmt(b.postgres.writeTransactionsPer10k / Math.max(1e-9, d.postgres.writeTransactionsPer10k), 4)} | ${fmt(b.lookupsPerS / Math.max(1e-9, d.lookupsPerS), 2)} |`,
+        `| ${scenario} ${fixed ? 'fixed' : 'max'}${stall ? ' + write stall' : ''} | ${fmt(b.load.packagesPerS / d.load.packagesPerS, 2)} | ${fmt(b.load.latencyMs.p99 / d.load.latencyMs.p99, 2)} | ${fmt(b.postgres.writeTransactionsPer10k / Math.max(1e-9, d.postgres.writeTransactionsPer10k), 4)} | ${fmt(b.lookupsPerS / Math.max(1e-9, d.lookupsPerS), 2)} | ${pgB === null || pgD === null || pgD === 0 ? '–' : fmt(pgB / pgD, 2)} |`,
       );
     }
     if (pairs.length) {
       lines.push(
         'Ratios buffered / direct:',
         '',
-        '| run | pkg/s | p99 | write xacts per 10k new | lookups/s left |',
-        '|---|---:|---:|---:|---:|',
+        '| run | pkg/s | p99 | write xacts per 10k new | lookups/s left | PG CPU per pkg |',
+        '|---|---:|---:|---:|---:|---:|',
         ...pairs,
         '',
       );

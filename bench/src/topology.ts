@@ -1,13 +1,17 @@
 import { cpus } from 'node:os';
 
-export type Layout = 'split' | 'shared';
+export type Layout = 'split' | 'postgres-alone' | 'shared';
 
 /**
  * Where each part of the benchmark runs. `split` is deployment-shaped: PostgreSQL on cores of
  * its own, the api processes alone on the others, and what a deployment would put on other
  * hosts (Redis, the flusher, the load generator, the lookup probe) next to PostgreSQL, where
- * they take nothing from the api. `shared` is the old layout: nothing pinned, the shared
- * PostgreSQL and Redis servers, everything on every core.
+ * they take nothing from the api. `postgres-alone` gives PostgreSQL its cores to itself and puts
+ * everything else with the api: what the database has left for lookups then shows the write
+ * load each mode puts on it alone, not also the buffer's Redis and flusher work (which in
+ * `split` shares PostgreSQL's core and so counts against the buffered mode twice). `shared` is
+ * the old layout: nothing pinned, the shared PostgreSQL and Redis servers, everything on every
+ * core.
  */
 export interface Topology {
   layout: Layout;
@@ -39,14 +43,15 @@ export function planTopology(layout: Layout, cpuCount = cpus().length): Topology
   // A quarter of the cores (at least one) for PostgreSQL and its neighbours, the rest for the api.
   const side = all.slice(0, Math.max(1, Math.floor(cpuCount / 4)));
   const api = all.slice(side.length);
+  const others = layout === 'split' ? side : api;
   return {
-    layout: 'split',
+    layout,
     cpus: cpuCount,
     postgres: side,
-    redis: side,
+    redis: others,
     api,
-    flusher: side,
-    loadGenerator: side,
+    flusher: others,
+    loadGenerator: others,
     servers: 'private',
   };
 }
@@ -59,5 +64,5 @@ export function pinned(cores: number[] | null, command: string, args: string[]):
 export function describeTopology(t: Topology): string {
   if (t.layout === 'shared') return `shared: nothing pinned, shared PostgreSQL and Redis, ${t.cpus} cores`;
   const c = (x: number[] | null) => (x ? `core ${x.join(',')}` : 'any core');
-  return `split: PostgreSQL ${c(t.postgres)}, Redis ${c(t.redis)}, flusher ${c(t.flusher)}, load generator + lookup probe ${c(t.loadGenerator)}, api ${c(t.api)}`;
+  return `${t.layout}: PostgreSQL ${c(t.postgres)}, Redis ${c(t.redis)}, flusher ${c(t.flusher)}, load generator + lookup probe ${c(t.loadGenerator)}, api ${c(t.api)}`;
 }

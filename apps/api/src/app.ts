@@ -78,7 +78,7 @@ export function createApp(deps: AppDeps): Express {
     buffer,
     reports: deps.countReports === false ? null : reportWriter(redis, reports),
     readCounting:
-      deps.countReports === false || isCluster(redis)
+      deps.countReports === false || isCluster(redis) || config.writeMode === 'direct'
         ? null
         : { targetOf: (k) => reports.countTarget(k), ready: () => redis.status === 'ready' },
     writeMode: config.writeMode,

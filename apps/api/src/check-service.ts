@@ -64,8 +64,8 @@ export interface CheckDeps {
   reports: Pick<ReportCoalescer, 'add'> | null;
   /**
    * Counting in the cache read itself when every package is cached (one Redis round trip per
-   * check instead of two). Null on a Redis Cluster (the read spans slots) and when reports are
-   * not counted.
+   * check instead of two). Null on a Redis Cluster (the read spans slots), in direct mode (reports
+   * go to PostgreSQL) and when reports are not counted.
    */
   readCounting: ReadCounting | null;
   writeMode: WriteMode;
@@ -281,8 +281,12 @@ export class CheckService {
     // Counted last, once nothing else can fail: a request answered 503 (buffer_full, unavailable)
     // counts nothing, and every package of a request answered 200 counts once. A check whose
     // packages were all cached was counted by its read: nothing after it can fail.
+    // WRITE_MODE=direct writes everything on the request path, its reports too: the baseline
+    // the buffer is measured against is a design without one, not a direct insert whose counts
+    // still go through the buffer and the flusher. With PostgreSQL down they go to Redis.
+    const reportsInPostgres = withoutRedis || (this.deps.writeMode === 'direct' && postgresUp);
     if (counted) this.deps.metrics.reports.inc({ via: 'redis' }, keys.length);
-    else await this.countReports(unique, keys, now, withoutRedis);
+    else await this.countReports(unique, keys, now, reportsInPostgres);
 
     const results = refKeys.map((k) => {
       const result = answers.get(k) as PackageResult;
@@ -441,25 +445,25 @@ export class CheckService {
    * One report per distinct package. Normally into Redis, coalesced with the checks answered
    * together (one script call per batch; per touched partition on a cluster), after the buffer
    * add: a counted package is then always buffered or stored, which the flusher's ordering
-   * relies on. Without Redis, straight into PostgreSQL, where the request's
+   * relies on. Without Redis, and in direct mode, straight into PostgreSQL, where the request's
    * packages now are. A failure here makes the request 503 (nothing else was answered yet).
    */
   private async countReports(
     unique: Map<string, PackageRef>,
     keys: string[],
     now: number,
-    withoutRedis: boolean,
+    inPostgres: boolean,
   ) {
     const { metrics, reports } = this.deps;
     if (!reports) return;
     try {
-      if (withoutRedis) await this.deps.store.countReportsDirect([...unique.values()], new Date(now));
+      if (inPostgres) await this.deps.store.countReportsDirect([...unique.values()], new Date(now));
       else await reports.add(keys, now);
     } catch (err) {
-      this.degrade(withoutRedis ? 'postgres' : 'redis', err);
+      this.degrade(inPostgres ? 'postgres' : 'redis', err);
       throw new UnavailableError('cannot count the reports right now', { cause: err });
     }
-    metrics.reports.inc({ via: withoutRedis ? 'postgres' : 'redis' }, keys.length);
+    metrics.reports.inc({ via: inPostgres ? 'postgres' : 'redis' }, keys.length);
   }
 
   private async bufferUnknown(unknown: PackageRef[], now: number, answers: Map<string, PackageResult>) {

@@ -98,6 +98,29 @@ test('with Redis down the reports of a check answered 200 (degraded) go straight
   }
 });
 
+test('WRITE_MODE=direct counts in PostgreSQL on the request path, cache hits included, and leaves Redis nothing', async () => {
+  const prefix = `${ctx.config.keyPrefix}direct`;
+  const direct = await serveApp(ctx, { writeMode: 'direct', keyPrefix: prefix });
+  try {
+    const [known, fresh] = pkgs(0, 2, 'directmode') as [PackageRef, PackageRef];
+    await new PackageStore(ctx.db.pool).insertBatch([{ ref: known, firstSeenAt: new Date(1_000) }]);
+    expect((await check([known, fresh, fresh], direct)).status).toBe(200);
+    // Both are cached now: the second check is a full cache hit, which a buffered api counts by its read.
+    const second = await check([known, fresh], direct);
+    expect(second.status).toBe(200);
+    expect((second.body as { results: { known: boolean }[] }).results.map((r) => r.known)).toEqual([
+      true,
+      true,
+    ]);
+    const stored = await storedReports(ctx.db.pool);
+    expect(stored.get(packageKey(known))?.reports).toBe(2);
+    expect(stored.get(packageKey(fresh))?.reports).toBe(2);
+    expect(await reportKeysLeft(ctx.redis, new KeySchema(prefix), PARTITIONS)).toBe(0);
+  } finally {
+    await direct.close();
+  }
+});
+
 test('GET /v1/admin/packages/…: stored plus buffered reports, last seen, status, history newest first, analysis state', async () => {
   const [ref, other] = pkgs(0, 2, 'detail') as [PackageRef, PackageRef];
   // Stored with 5 reports applied by a flush, then 2 more checks still buffered.
