@@ -53,21 +53,25 @@ function statTimes(pid: number): StatTimes | null {
  * CPU ms a forking server (PostgreSQL's postmaster) and every process it forked have used so
  * far: its own time and its reaped children's (cutime/cstime: a backend that exited is counted
  * there once the postmaster waited for it), plus each live child's own and reaped times. A
- * backend reaped after the postmaster's stat was read and before /proc was scanned would be
- * missed; the benchmark reads it while the api's, the flusher's and the probe's connections
- * stay open, so none closes then.
+ * child reaped while /proc is scanned would be counted in neither place, so the scan is
+ * repeated until the postmaster's reaped times did not change across it.
  */
 export function serverTreeCpuMs(rootPid: number): number {
   const all = (t: StatTimes) => t.utime + t.stime + t.cutime + t.cstime;
-  const root = statTimes(rootPid);
-  if (!root) throw new Error(`no process ${rootPid}`);
-  let ticks = all(root);
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const t = statTimes(Number(entry));
-    if (t && t.ppid === rootPid) ticks += all(t);
+  const reaped = (t: StatTimes) => t.cutime + t.cstime;
+  for (let attempt = 0; ; attempt++) {
+    const root = statTimes(rootPid);
+    if (!root) throw new Error(`no process ${rootPid}`);
+    let ticks = all(root);
+    for (const entry of readdirSync('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      const t = statTimes(Number(entry));
+      if (t && t.ppid === rootPid) ticks += all(t);
+    }
+    const after = statTimes(rootPid);
+    if (!after) throw new Error(`no process ${rootPid}`);
+    if (reaped(after) === reaped(root) || attempt >= 10) return (ticks * 1000) / ticksPerSecond();
   }
-  return (ticks * 1000) / ticksPerSecond();
 }
 
 /** Total CPU ms of several processes. */

@@ -14,7 +14,7 @@ import { Pool, type PoolClient } from 'pg';
 import { BENCH_DATABASE, databaseStats, insertedSince, resetBenchDatabase } from './bench-database';
 import { appEnv, type BenchEnv } from './bench-env';
 import { Catalogue } from './catalogue';
-import { bufferDepth } from './ingest-run';
+import { bufferDepth, reportKeys } from './buffer-state';
 import { sleep, startApp } from './processes';
 import { Random } from './random';
 import { deletePrefix } from './redis-prefix';
@@ -71,16 +71,6 @@ function countingPool(url: string): { pool: Pool; count: () => number } {
     };
   });
   return { pool, count: () => statements };
-}
-
-/** Report keys (live or in flight) left over the partitions. */
-async function reportKeys(redis: Redis, keys: KeySchema, partitions: number): Promise<number> {
-  let left = 0;
-  for (let p = 0; p < partitions; p++) {
-    const k = keys.partition(p);
-    left += await redis.exists(k.reports, k.reportsInflight);
-  }
-  return left;
 }
 
 /**

@@ -4,6 +4,7 @@ import { configDefaults, KeySchema } from '@safepkg/core';
 import { Redis } from 'ioredis';
 import { Client } from 'pg';
 import { serverTreeCpuMs, totalCpuMs } from './cpu-time';
+import { bufferDepth, reportKeys } from './buffer-state';
 import { BENCH_DATABASE, databaseStats, insertedSince, resetBenchDatabase } from './bench-database';
 import { appEnv, type BenchEnv } from './bench-env';
 import { Catalogue } from './catalogue';
@@ -47,7 +48,7 @@ export interface IngestResult {
   load: LoadResult;
   /** Side-process lookups (100 keys each) per second during the load. */
   lookupsPerS: number;
-  /** From the api processes' own counters over the run (warm-up included). */
+  /** From the api processes' own counters over the load (the hit run's cache warm-up left out). */
   checkPath: {
     /** Packages the check path looked up in PostgreSQL, per check request. */
     postgresLookupsPerRequest: number;
@@ -102,8 +103,14 @@ export function cpuPerPackage(cpuMs: number, load: LoadResult, packagesPerDevice
   };
 }
 
-/** Sums counters over the api processes' /metrics (Prometheus text), per check request. */
-async function checkPathCounters(apis: readonly AppProcess[]): Promise<IngestResult['checkPath']> {
+interface CheckPathSums {
+  checks: number;
+  lookups: number;
+  pending: number;
+}
+
+/** Sums the check path's counters over the api processes' /metrics (Prometheus text). */
+async function checkPathSums(apis: readonly AppProcess[]): Promise<CheckPathSums> {
   const sums = { checks: 0, lookups: 0, pending: 0 };
   for (const api of apis) {
     const text = await (await fetch(`${api.url}/metrics`)).text();
@@ -119,20 +126,32 @@ async function checkPathCounters(apis: readonly AppProcess[]): Promise<IngestRes
       else sums.pending += v;
     }
   }
-  const per = (n: number) => (sums.checks > 0 ? n / sums.checks : 0);
-  return { postgresLookupsPerRequest: per(sums.lookups), pendingAnswersPerRequest: per(sums.pending) };
+  return sums;
 }
 
-/** Entries pending over the configured partitions (the apps run with the default count). */
-export async function bufferDepth(
-  redis: Redis,
-  keys: KeySchema,
-  partitions = configDefaults().bufferPartitions,
-): Promise<number> {
-  const pipeline = redis.pipeline();
-  for (let p = 0; p < partitions; p++) pipeline.zcard(keys.partition(p).pending);
-  const replies = (await pipeline.exec()) ?? [];
-  return replies.reduce((a, [, n]) => a + Number(n), 0);
+/** Per check request between two readings (the cache warm-up's checks before `from` left out). */
+function perCheck(from: CheckPathSums, to: CheckPathSums): IngestResult['checkPath'] {
+  const checks = to.checks - from.checks;
+  const per = (n: number) => (checks > 0 ? n / checks : 0);
+  return {
+    postgresLookupsPerRequest: per(to.lookups - from.lookups),
+    pendingAnswersPerRequest: per(to.pending - from.pending),
+  };
+}
+
+/** Until the flusher has taken every pending entry and every report count out of Redis. */
+async function untilFlushed(redis: Redis, keys: KeySchema, name: string): Promise<void> {
+  const partitions = configDefaults().bufferPartitions;
+  const started = Date.now();
+  for (;;) {
+    if (
+      (await bufferDepth(redis, keys, partitions)) === 0 &&
+      (await reportKeys(redis, keys, partitions)) === 0
+    )
+      return;
+    if (Date.now() - started > 180_000) throw new Error(`${name}: buffer not drained 180 s after the load`);
+    await sleep(100);
+  }
 }
 
 export function runName(spec: IngestSpec): string {
@@ -202,7 +221,12 @@ export async function runIngest(env: BenchEnv, spec: IngestSpec): Promise<Ingest
         packagesPerDevice: env.packagesPerDevice,
         shares: SCENARIO_SHARES[spec.scenario],
       });
-      if (spec.scenario === 'hit') await warmCache(stack.apis[0] as AppProcess, new Catalogue(env.catalogue));
+      if (spec.scenario === 'hit') {
+        await warmCache(stack.apis[0] as AppProcess, new Catalogue(env.catalogue));
+        // The warm-up's report counts are flushed before the window opens, not inside it.
+        if (stack.flusher) await untilFlushed(redis, keys, name);
+      }
+      const countersBefore = await checkPathSums(stack.apis);
       const from = probe.mark();
       const loadStart = Date.now();
       const stall = spec.writeStall
@@ -228,15 +252,10 @@ export async function runIngest(env: BenchEnv, spec: IngestSpec): Promise<Ingest
         writeStallWindowS = { from: (held.from - loadStart) / 1000, to: (held.to - loadStart) / 1000 };
       await sleep(250);
       lookupsPerS = LookupProbe.rate(from, probe.mark());
-      checkPath = await checkPathCounters(stack.apis);
+      checkPath = perCheck(countersBefore, await checkPathSums(stack.apis));
       if (stack.flusher) {
         const ended = Date.now();
-        for (;;) {
-          if ((await bufferDepth(redis, keys)) === 0) break;
-          if (Date.now() - ended > 180_000)
-            throw new Error(`${name}: buffer not drained 180 s after the load`);
-          await sleep(100);
-        }
+        await untilFlushed(redis, keys, name);
         drainAfterLoadMs = Date.now() - ended;
       }
       // Through the drain: the flush of what the load buffered is PostgreSQL work of the load.

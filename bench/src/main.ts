@@ -73,19 +73,22 @@ function parseCli() {
     process.exit(0);
   }
   const quick = values.quick === true;
-  const only = values.only
-    ? (values.only.split(',') as Part[])
-    : quick
-      ? (['ingest', 'drain', 'freshness'] as Part[])
-      : [...PARTS];
-  for (const p of only) if (!PARTS.includes(p)) throw new Error(`unknown part "${p}"\n${USAGE}`);
-  const runs = values.runs ? (values.runs.split(',') as RunGroup[]) : quick ? QUICK_RUNS : [...RUNS];
-  for (const r of runs) if (!RUNS.includes(r)) throw new Error(`unknown run "${r}"\n${USAGE}`);
-  const num = (v: string | undefined, d: number) => (v === undefined ? d : Number(v));
   const layout = (values.topology ?? (cpus().length >= 2 ? 'split' : 'shared')) as Layout;
   if (layout !== 'split' && layout !== 'postgres-alone' && layout !== 'shared')
     throw new Error(`unknown topology "${layout}"\n${USAGE}`);
   const topology = planTopology(layout);
+  // The replicas part places the replica on the api's cores with nothing else there: split only.
+  const only = values.only
+    ? (values.only.split(',') as Part[])
+    : quick
+      ? (['ingest', 'drain', 'freshness'] as Part[])
+      : PARTS.filter((p) => p !== 'replicas' || topology.layout === 'split');
+  for (const p of only) if (!PARTS.includes(p)) throw new Error(`unknown part "${p}"\n${USAGE}`);
+  if (only.includes('replicas') && topology.layout !== 'split')
+    throw new Error(`the replicas part needs --topology=split (asked: ${topology.layout})\n${USAGE}`);
+  const runs = values.runs ? (values.runs.split(',') as RunGroup[]) : quick ? QUICK_RUNS : [...RUNS];
+  for (const r of runs) if (!RUNS.includes(r)) throw new Error(`unknown run "${r}"\n${USAGE}`);
+  const num = (v: string | undefined, d: number) => (v === undefined ? d : Number(v));
   return {
     topology,
     runs: new Set(runs),

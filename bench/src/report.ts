@@ -98,6 +98,17 @@ export function postgresUsPerPackage(perLookupMs: number | null, run: IngestResu
   return (Math.max(0, c.ms - c.probeLookups * perLookupMs) * 1000) / run.apiCpu.packages;
 }
 
+/**
+ * The same with the probe's lookups left in: it leans the other way, since the probe gets more
+ * lookups done (so takes more CPU) where the load leaves PostgreSQL more room.
+ */
+function postgresRawUsPerPackage(run: IngestResult): number | null {
+  const c = run.postgresCpu;
+  return c && run.apiCpu.packages > 0 ? (c.ms * 1000) / run.apiCpu.packages : null;
+}
+
+const ratio = (a: number | null, b: number | null) => (a === null || b === null || b === 0 ? null : a / b);
+
 /** Each target of the brief, from what was measured; null = not measured in this run. */
 export function checkTargets(
   r: Omit<BenchResults, 'targets' | 'finishedAt' | 'profiles' | 'loadavgAtEnd'>,
@@ -259,7 +270,7 @@ export function markdown(r: BenchResults): string {
       '',
       `Baseline lookup capacity (side process, 2 loops of 100-key lookupMany, nothing else on the database): ${fmt(r.baselineLookupsPerS)} lookups/s${r.baselinePostgresCpuMsPerLookup === null ? '' : `, ${fmt(r.baselinePostgresCpuMsPerLookup, 3)} ms of PostgreSQL CPU each`}.`,
       '',
-      "PG µs CPU/pkg: the private PostgreSQL's CPU (postmaster, backends and background processes, /proc) from the load's start until the buffer was drained (buffered) or the load ended (direct), less the probe's lookups at their baseline cost, per checked package. Unlike lookups/s left, it does not depend on where the probe process is scheduled.",
+      "PG µs CPU/pkg: the private PostgreSQL's CPU (postmaster, backends and background processes, /proc) from the load's start until the buffer was drained (buffered) or the load ended (direct), less the probe's lookups at their baseline cost, per checked package. The probe gets more lookups done where the load leaves PostgreSQL more room, so with its share left in (the last ratio column) the figure leans towards the mode that leaves less; taken out at its idle cost, it assumes a lookup costs under load what it cost idle.",
       '',
     );
     const pairs: string[] = [];
@@ -273,18 +284,21 @@ export function markdown(r: BenchResults): string {
       const b = find(r.ingest, scenario, 'buffered', fixed, stall);
       const d = find(r.ingest, scenario, 'direct', fixed, stall);
       if (!b || !d) continue;
-      const pgB = postgresUsPerPackage(r.baselinePostgresCpuMsPerLookup, b);
-      const pgD = postgresUsPerPackage(r.baselinePostgresCpuMsPerLookup, d);
+      const pg = ratio(
+        postgresUsPerPackage(r.baselinePostgresCpuMsPerLookup, b),
+        postgresUsPerPackage(r.baselinePostgresCpuMsPerLookup, d),
+      );
+      const pgRaw = ratio(postgresRawUsPerPackage(b), postgresRawUsPerPackage(d));
       pairs.push(
-        `| ${scenario} ${fixed ? 'fixed' : 'max'}${stall ? ' + write stall' : ''} | ${fmt(b.load.packagesPerS / d.load.packagesPerS, 2)} | ${fmt(b.load.latencyMs.p99 / d.load.latencyMs.p99, 2)} | ${fmt(b.postgres.writeTransactionsPer10k / Math.max(1e-9, d.postgres.writeTransactionsPer10k), 4)} | ${fmt(b.lookupsPerS / Math.max(1e-9, d.lookupsPerS), 2)} | ${pgB === null || pgD === null || pgD === 0 ? '–' : fmt(pgB / pgD, 2)} |`,
+        `| ${scenario} ${fixed ? 'fixed' : 'max'}${stall ? ' + write stall' : ''} | ${fmt(b.load.packagesPerS / d.load.packagesPerS, 2)} | ${fmt(b.load.latencyMs.p99 / d.load.latencyMs.p99, 2)} | ${fmt(b.postgres.writeTransactionsPer10k / Math.max(1e-9, d.postgres.writeTransactionsPer10k), 4)} | ${fmt(b.lookupsPerS / Math.max(1e-9, d.lookupsPerS), 2)} | ${fmt(pg, 2)} | ${fmt(pgRaw, 2)} |`,
       );
     }
     if (pairs.length) {
       lines.push(
         'Ratios buffered / direct:',
         '',
-        '| run | pkg/s | p99 | write xacts per 10k new | lookups/s left | PG CPU per pkg |',
-        '|---|---:|---:|---:|---:|---:|',
+        '| run | pkg/s | p99 | write xacts per 10k new | lookups/s left | PG CPU per pkg | same, probe left in |',
+        '|---|---:|---:|---:|---:|---:|---:|',
         ...pairs,
         '',
       );

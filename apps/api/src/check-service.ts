@@ -283,10 +283,11 @@ export class CheckService {
     // packages were all cached was counted by its read: nothing after it can fail.
     // WRITE_MODE=direct writes everything on the request path, its reports too: the baseline
     // the buffer is measured against is a design without one, not a direct insert whose counts
-    // still go through the buffer and the flusher. With PostgreSQL down they go to Redis.
-    const reportsInPostgres = withoutRedis || (this.deps.writeMode === 'direct' && postgresUp);
+    // still go through the buffer and the flusher.
     if (counted) this.deps.metrics.reports.inc({ via: 'redis' }, keys.length);
-    else await this.countReports(unique, keys, now, reportsInPostgres);
+    else if (withoutRedis || this.deps.writeMode !== 'direct' || !postgresUp)
+      await this.countReports(unique, keys, now, withoutRedis);
+    else if (!(await this.countReportsInPostgres(unique, keys, now))) degraded = true;
 
     const results = refKeys.map((k) => {
       const result = answers.get(k) as PackageResult;
@@ -464,6 +465,27 @@ export class CheckService {
       throw new UnavailableError('cannot count the reports right now', { cause: err });
     }
     metrics.reports.inc({ via: inPostgres ? 'postgres' : 'redis' }, keys.length);
+  }
+
+  /**
+   * Direct mode's count, in PostgreSQL. A check that never needed PostgreSQL (all cached) learns
+   * here that it is down: its count then goes to Redis, as a buffered api's would, and the answer
+   * is degraded instead of a 503 while Redis still answers. False when it went to Redis. (A
+   * statement that failed only after it committed would count twice; this is the baseline mode.)
+   */
+  private async countReportsInPostgres(
+    unique: Map<string, PackageRef>,
+    keys: string[],
+    now: number,
+  ): Promise<boolean> {
+    try {
+      await this.countReports(unique, keys, now, true);
+      return true;
+    } catch (err) {
+      if (!(err instanceof UnavailableError)) throw err;
+      await this.countReports(unique, keys, now, false);
+      return false;
+    }
   }
 
   private async bufferUnknown(unknown: PackageRef[], now: number, answers: Map<string, PackageResult>) {

@@ -35,7 +35,7 @@ export class ApiMetrics {
   });
   readonly reports = new Counter({
     name: 'safepkg_reports_counted_total',
-    help: 'Package reports counted (distinct packages of checks answered 200), by where (redis: buffered deltas; postgres: without Redis)',
+    help: 'Package reports counted (distinct packages of checks answered 200), by where (redis: buffered deltas; postgres: WRITE_MODE=direct or without Redis)',
     labelNames: ['via'] as const,
     registers: [this.registry],
   });

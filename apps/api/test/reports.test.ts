@@ -20,7 +20,7 @@ import {
   waitFor,
 } from '@safepkg/testkit';
 import { createApiRedis } from '../src/redis';
-import { serveApp, type TestServer } from './helpers';
+import { deadDependencies, serveApp, type TestServer } from './helpers';
 
 const TOKEN = 'reports-admin-token-0123456789';
 const PARTITIONS = 4;
@@ -389,5 +389,27 @@ test('a connection dropped under a counting read fails the check (503) instead o
     await t.close();
     await proxy.close();
     await redis.stop();
+  }
+});
+
+test('WRITE_MODE=direct with PostgreSQL down: a check answered from the cache alone counts in Redis and is degraded, not a 503', async () => {
+  const prefix = `${ctx.config.keyPrefix}directpgdown`;
+  const [known] = pkgs(0, 1, 'directpgdown') as [PackageRef];
+  await new PackageStore(ctx.db.pool).insertBatch([{ ref: known, firstSeenAt: new Date(1_000) }]);
+  const up = await serveApp(ctx, { writeMode: 'direct', keyPrefix: prefix });
+  const dead = await deadDependencies();
+  const pgDown = await serveApp(ctx, { writeMode: 'direct', keyPrefix: prefix }, { pool: dead.pool });
+  try {
+    // Fills the cache (package and signer) through PostgreSQL, and counts there.
+    expect((await check([known], up)).status).toBe(200);
+    const res = await check([known], pgDown);
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ degraded: true, results: [{ known: true }] });
+    expect((await storedReports(ctx.db.pool)).get(packageKey(known))?.reports).toBe(1);
+    const hash = new KeySchema(prefix).partition(partitionOf(packageKey(known), PARTITIONS)).reports;
+    expect(Number(await ctx.redis.hget(hash, `n:${packageKey(known)}`))).toBe(1);
+  } finally {
+    await Promise.all([up.close(), pgDown.close()]);
+    await dead.close();
   }
 });
