@@ -1,7 +1,6 @@
+// What is still in Redis for the flusher: the benchmark waits on these between phases.
 import { configDefaults, type KeySchema } from '@safepkg/core';
 import type { Redis } from 'ioredis';
-
-/** What is still in Redis for the flusher: the benchmark waits on these between phases. */
 
 /** Entries pending over the configured partitions (the apps run with the default count). */
 export async function bufferDepth(
