@@ -21,7 +21,7 @@ import {
   type ScenarioName,
 } from './ingest-run';
 import { findProfiles, summariseProfile } from './profile-summary';
-import { checkTargets, markdown, type BenchResults } from './report';
+import { checkTargets, markdown, postgresUsPerPackage, type BenchResults } from './report';
 import { runReplicaBench } from './replica-bench';
 import { runRetentionBench } from './retention-bench';
 import { runSchemaBench } from './schema-bench';
@@ -491,6 +491,19 @@ async function benchmark(
       ),
       'p99',
     );
+    const pg = full.ingest.flatMap((r) => {
+      const us = postgresUsPerPackage(full.baselinePostgresCpuMsPerLookup, r);
+      return us === null ? [] : [{ run: label(r.spec), mode: r.spec.writeMode, value: us }];
+    });
+    if (pg.length)
+      await chart(
+        groupedBars(
+          "PostgreSQL's CPU per checked package (the probe's lookups taken out)",
+          'µs of PostgreSQL CPU per package',
+          pg,
+        ),
+        'postgres',
+      );
     await chart(
       groupedBars(
         'Lookup capacity left (100-key lookups/s)',
