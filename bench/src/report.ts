@@ -98,15 +98,6 @@ export function postgresUsPerPackage(perLookupMs: number | null, run: IngestResu
   return (Math.max(0, c.ms - c.probeLookups * perLookupMs) * 1000) / run.apiCpu.packages;
 }
 
-/**
- * The same with the probe's lookups left in: it leans the other way, since the probe gets more
- * lookups done (so takes more CPU) where the load leaves PostgreSQL more room.
- */
-function postgresRawUsPerPackage(run: IngestResult): number | null {
-  const c = run.postgresCpu;
-  return c && run.apiCpu.packages > 0 ? (c.ms * 1000) / run.apiCpu.packages : null;
-}
-
 const ratio = (a: number | null, b: number | null) => (a === null || b === null || b === 0 ? null : a / b);
 
 /** Each target of the brief, from what was measured; null = not measured in this run. */
@@ -288,7 +279,9 @@ export function markdown(r: BenchResults): string {
         postgresUsPerPackage(r.baselinePostgresCpuMsPerLookup, b),
         postgresUsPerPackage(r.baselinePostgresCpuMsPerLookup, d),
       );
-      const pgRaw = ratio(postgresRawUsPerPackage(b), postgresRawUsPerPackage(d));
+      // The probe's lookups left in (costed at 0): it leans the other way, since the probe gets
+      // more lookups done (so takes more CPU) where the load leaves PostgreSQL more room.
+      const pgRaw = ratio(postgresUsPerPackage(0, b), postgresUsPerPackage(0, d));
       pairs.push(
         `| ${scenario} ${fixed ? 'fixed' : 'max'}${stall ? ' + write stall' : ''} | ${fmt(b.load.packagesPerS / d.load.packagesPerS, 2)} | ${fmt(b.load.latencyMs.p99 / d.load.latencyMs.p99, 2)} | ${fmt(b.postgres.writeTransactionsPer10k / Math.max(1e-9, d.postgres.writeTransactionsPer10k), 4)} | ${fmt(b.lookupsPerS / Math.max(1e-9, d.lookupsPerS), 2)} | ${fmt(pg, 2)} | ${fmt(pgRaw, 2)} |`,
       );

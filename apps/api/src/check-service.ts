@@ -284,9 +284,9 @@ export class CheckService {
     // WRITE_MODE=direct writes everything on the request path, its reports too: the baseline
     // the buffer is measured against is a design without one, not a direct insert whose counts
     // still go through the buffer and the flusher.
+    const countDirect = this.deps.writeMode === 'direct' && postgresUp && !withoutRedis;
     if (counted) this.deps.metrics.reports.inc({ via: 'redis' }, keys.length);
-    else if (withoutRedis || this.deps.writeMode !== 'direct' || !postgresUp)
-      await this.countReports(unique, keys, now, withoutRedis);
+    else if (!countDirect) await this.countReports(unique, keys, now, withoutRedis);
     else if (!(await this.countReportsInPostgres(unique, keys, now))) degraded = true;
 
     const results = refKeys.map((k) => {
